@@ -1,0 +1,77 @@
+"""ASGI middleware: a request id on every response and log line, and Prometheus request metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ttelgo.observability import request_id_var
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's id is reused only if it is short and plain, so it cannot inject into logs or headers.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        # Not reset afterwards: the unhandled-error handler runs outside this middleware and still logs it.
+        request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class HttpMetrics:
+    """Request counts and latency by route template (not raw path, to bound cardinality) and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("method", "route", "status")
+        self.requests = Counter("http_requests", "HTTP requests handled", labels, registry=registry)
+        self.latency = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", labels, registry=registry
+        )
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            labels = (scope["method"], route, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)

@@ -1,0 +1,1 @@
+"""The sellable catalogue: the stored supplier copy, retail and vendor pricing."""

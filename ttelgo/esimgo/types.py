@@ -1,0 +1,82 @@
+"""Domain types the rest of TTelGo uses for supplier data: integer money, bytes, our own names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Country(_Frozen):
+    iso: str
+    name: str
+    region: str
+
+
+class Bundle(_Frozen):
+    name: str
+    description: str
+    countries: tuple[Country, ...]
+    roaming_countries: tuple[Country, ...]
+    groups: tuple[str, ...]
+    data_mb: int | None  # None when unlimited
+    duration_days: int
+    unlimited: bool
+    speeds: tuple[str, ...]
+    autostart: bool
+    price_minor: int  # wholesale, in the supplier organisation's currency
+    currency: str
+    image_url: str | None = None
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(sorted({c.region for c in self.countries if c.region}))
+
+
+class CataloguePage(_Frozen):
+    bundles: tuple[Bundle, ...]
+    page: int
+    page_count: int
+    rows: int
+
+
+class EsimProfile(_Frozen):
+    iccid: str
+    matching_id: str
+    smdp_address: str
+    profile_status: str | None = None
+
+    @property
+    def lpa(self) -> str:
+        """The activation code a phone scans (what the QR code encodes)."""
+        return f"LPA:1${self.smdp_address}${self.matching_id}"
+
+
+class SupplierOrder(_Frozen):
+    reference: str
+    status: str
+    completed: bool
+    total_minor: int
+    currency: str
+    bundle_name: str
+    quantity: int
+    esims: tuple[EsimProfile, ...]
+
+
+class BundleUsage(_Frozen):
+    name: str
+    state: str
+    initial_bytes: int | None
+    remaining_bytes: int | None
+    unlimited: bool
+    assigned_at: datetime | None
+
+
+class Organisation(_Frozen):
+    name: str
+    currency: str
+    balance_minor: int

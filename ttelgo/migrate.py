@@ -1,0 +1,27 @@
+"""Schema changes go through Alembic only; these wrap its commands for the CLI, the dev stack and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Synchronous (Alembic runs its own event loop): call through asyncio.to_thread from async code."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(database_url), revision)

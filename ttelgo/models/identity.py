@@ -1,0 +1,125 @@
+"""Who acts: customers and staff (users), reseller businesses (vendors), their team and API keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ttelgo.models.base import Base, SoftDelete, Timestamps, currency_check, text_enum, uuid_pk
+
+
+class UserRole(StrEnum):
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
+class VendorStatus(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    SUSPENDED = "SUSPENDED"
+    REJECTED = "REJECTED"
+
+
+class BillingMode(StrEnum):
+    PREPAID = "PREPAID"
+    POSTPAID = "POSTPAID"
+
+
+class VendorUserRole(StrEnum):
+    OWNER = "owner"
+    DEVELOPER = "developer"
+    VIEWER = "viewer"
+
+
+class User(Timestamps, SoftDelete, Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # E-mail is unique case-insensitively among live accounts.
+        Index(
+            "uq_users_email_lower",
+            func.lower(text("email")),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[UserRole] = mapped_column(text_enum(UserRole), default=UserRole.CUSTOMER)
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Vendor(Timestamps, SoftDelete, Base):
+    __tablename__ = "vendors"
+    __table_args__ = (
+        Index(
+            "uq_vendors_email_lower",
+            func.lower(text("contact_email")),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_vendors_status_created_at", "status", "created_at"),
+        CheckConstraint("credit_limit_minor >= 0", name="credit_limit_non_negative"),
+        CheckConstraint("markup_bps IS NULL OR markup_bps >= 0", name="markup_non_negative"),
+        currency_check(),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(320))
+    status: Mapped[VendorStatus] = mapped_column(text_enum(VendorStatus), default=VendorStatus.PENDING)
+    billing_mode: Mapped[BillingMode] = mapped_column(text_enum(BillingMode), default=BillingMode.PREPAID)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    credit_limit_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Vendor price = wholesale × (1 + markup); NULL means the platform default in system_config.
+    markup_bps: Mapped[int | None] = mapped_column(Integer)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class VendorUser(Timestamps, SoftDelete, Base):
+    __tablename__ = "vendor_users"
+    __table_args__ = (
+        Index(
+            "uq_vendor_users_email_lower",
+            func.lower(text("email")),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    vendor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[VendorUserRole] = mapped_column(text_enum(VendorUserRole), default=VendorUserRole.VIEWER)
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Timestamps, Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    vendor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The visible start of the key (shown in lists) is unique, so a presented key finds its row at once.
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(255))
+    created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by_vendor_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("vendor_users.id", ondelete="SET NULL")
+    )
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

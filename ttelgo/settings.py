@@ -1,0 +1,133 @@
+"""Every setting the project reads, from the environment, in one place.
+
+An external service whose URL is unset is replaced by its local stand-in (see `ttelgo.sandbox`);
+`resolved()` fills those URLs in from the ports below. In production mode (`TTELGO_ENV=production`)
+there are no stand-ins: a missing secret or endpoint stops start-up with the list of what is missing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "OrderId": "Keyword",
+    "OrderStatus": "Keyword",
+    "Channel": "Keyword",
+    "VendorId": "Keyword",
+    "BundleName": "Keyword",
+}
+"""Search attributes the workflows upsert; registered on the dev server and in tests."""
+
+LOCALSTRIPE_SECRET_KEY = "sk_test_ttelgo_localstripe"
+ESIMGO_SIMULATOR_API_KEY = "sim-test-key"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    ttelgo_env: Environment = Environment.DEVELOPMENT
+
+    # External services: None means "use the local stand-in" outside production.
+    database_url: str | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "ttelgo"
+    esimgo_api_url: str | None = None
+    esimgo_api_key: str | None = None
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+
+    jwt_secret: str | None = None
+    ttelgo_admin_email: str = "admin@ttelgo.local"
+    ttelgo_admin_password: str | None = None
+
+    # Where things listen; every one of them can be moved.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    postgres_port: int = 5433
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    localstripe_port: int = 8420
+    esimgo_sim_port: int = 8090
+    worker_metrics_port: int = 9464
+
+    catalogue_sync_minutes: int = Field(default=15, ge=1)
+
+    data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.ttelgo_env is Environment.PRODUCTION
+
+    def missing_for_production(self) -> list[str]:
+        required = {
+            "DATABASE_URL": self.database_url,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "ESIMGO_API_URL": self.esimgo_api_url,
+            "ESIMGO_API_KEY": self.esimgo_api_key,
+            "STRIPE_SECRET_KEY": self.stripe_secret_key,
+            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+            "JWT_SECRET": self.jwt_secret,
+        }
+        return [name for name, value in required.items() if not value]
+
+    def resolved(self) -> Settings:
+        """A copy with every unset service pointed at its local stand-in.
+
+        Raises ConfigurationError in production mode instead, naming each missing setting.
+        """
+        if self.is_production:
+            missing = self.missing_for_production()
+            if missing:
+                raise ConfigurationError(
+                    "production mode (TTELGO_ENV=production) needs these settings, which are unset: "
+                    + ", ".join(missing)
+                )
+            return self
+        defaults = {
+            "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{self.postgres_port}/ttelgo",
+            "temporal_address": f"127.0.0.1:{self.temporal_port}",
+            "esimgo_api_url": f"http://127.0.0.1:{self.esimgo_sim_port}/v2.4",
+            "esimgo_api_key": ESIMGO_SIMULATOR_API_KEY,
+            "stripe_api_base": f"http://127.0.0.1:{self.localstripe_port}"
+            if not self.stripe_secret_key
+            else None,
+            "stripe_secret_key": LOCALSTRIPE_SECRET_KEY,
+        }
+        update = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        return self.model_copy(update=update)
+
+    def service_env(self) -> dict[str, str]:
+        """The environment that hands these (resolved) settings to a child process."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            key = (field.alias or name).upper()
+            env[key] = str(value.value if isinstance(value, StrEnum) else value)
+        return env
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
