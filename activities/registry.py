@@ -17,7 +17,11 @@ async def build_activities(
     """The activities, and a function that closes what they hold."""
     assert settings.database_url and settings.esimgo_api_url and settings.esimgo_api_key
     engine = create_engine(settings.database_url)
-    esimgo = EsimGoClient(settings.esimgo_api_url, settings.esimgo_api_key)
+    esimgo = EsimGoClient(
+        settings.esimgo_api_url,
+        settings.esimgo_api_key,
+        max_requests_per_second=settings.esimgo_max_requests_per_second,
+    )
     catalogue = CatalogueActivities(esimgo, session_factory(engine))
 
     async def close() -> None:

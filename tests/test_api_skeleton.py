@@ -129,7 +129,9 @@ async def test_request_id_is_echoed_generated_or_replaced(client: httpx.AsyncCli
     assert unsafe.headers["X-Request-ID"] != "bad id\twith spaces"
 
 
-async def test_request_id_reaches_log_lines(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_request_id_reaches_log_lines(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     await client.get("/probe/crash", headers={"X-Request-ID": "log-me-42"})
     records = [r for r in caplog.records if r.name == "api.problems"]
     assert records and getattr(records[0], "request_id", None) == "log-me-42"
@@ -140,5 +142,10 @@ async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert {"/healthz", "/readyz", "/metrics", "/api/v1/errors"} <= set(spec["paths"])
     catalogue = (await client.get("/api/v1/errors")).json()
-    assert {"code": "INSUFFICIENT_FUNDS", "number": 13000, "status": 402, "title": "Insufficient funds",
-            "family": "business"} in catalogue
+    assert {
+        "code": "INSUFFICIENT_FUNDS",
+        "number": 13000,
+        "status": 402,
+        "title": "Insufficient funds",
+        "family": "business",
+    } in catalogue

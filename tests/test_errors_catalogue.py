@@ -12,6 +12,19 @@ def test_codes_and_numbers_are_unique_and_ranged() -> None:
     for spec in CATALOGUE.values():
         assert spec.family in families
         assert 400 <= spec.status <= 599
-    expected = {"general", "auth", "rate_limit", "user", "vendor", "order", "payment", "esim", "bundle",
-                "supplier", "idempotency", "webhook", "business"}
+    expected = {
+        "general",
+        "auth",
+        "rate_limit",
+        "user",
+        "vendor",
+        "order",
+        "payment",
+        "esim",
+        "bundle",
+        "supplier",
+        "idempotency",
+        "webhook",
+        "business",
+    }
     assert {spec.family for spec in CATALOGUE.values()} == expected

@@ -16,16 +16,29 @@ from ttelgo import migrate
 from ttelgo.models import Base
 
 SEED_TABLES = {
-    "users", "vendors", "vendor_users", "vendor_ledger_entries", "orders", "payments", "esims",
-    "idempotency_records", "webhook_events", "webhook_deliveries", "api_keys", "api_usage_logs", "audit_logs",
-    "notifications", "system_config",
+    "users",
+    "vendors",
+    "vendor_users",
+    "vendor_ledger_entries",
+    "orders",
+    "payments",
+    "esims",
+    "idempotency_records",
+    "webhook_events",
+    "webhook_deliveries",
+    "api_keys",
+    "api_usage_logs",
+    "audit_logs",
+    "notifications",
+    "system_config",
 }
 
 
 async def _diff(conn: AsyncConnection) -> list[object]:
     def compare(sync_conn: object) -> list[object]:
         context = MigrationContext.configure(
-            sync_conn, opts={"compare_type": True, "compare_server_default": True}  # type: ignore[arg-type]
+            sync_conn,
+            opts={"compare_type": True, "compare_server_default": True},  # type: ignore[arg-type]
         )
         return list(compare_metadata(context, Base.metadata))
 
@@ -37,7 +50,9 @@ async def test_models_match_migrations(database_url: str) -> None:
     try:
         async with engine.connect() as conn:
             assert await _diff(conn) == []
-            tables = set(await conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+            tables = set(
+                await conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            )
     finally:
         await engine.dispose()
     assert SEED_TABLES | {"accounts", "transfers", "alembic_version"} <= tables
@@ -48,7 +63,9 @@ async def test_downgrade_to_base_then_upgrade_to_head(database_url: str) -> None
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            left = set(await conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+            left = set(
+                await conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            )
         assert left <= {"alembic_version"}
         await asyncio.to_thread(migrate.upgrade, database_url, "head")
         async with engine.connect() as conn:

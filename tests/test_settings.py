@@ -9,7 +9,9 @@ from ttelgo.settings import LOCALSTRIPE_SECRET_KEY, ConfigurationError, Settings
 
 
 def test_unset_services_resolve_to_local_stand_ins() -> None:
-    s = make_settings(postgres_port=6000, temporal_port=7000, localstripe_port=8000, esimgo_sim_port=9000).resolved()
+    s = make_settings(
+        postgres_port=6000, temporal_port=7000, localstripe_port=8000, esimgo_sim_port=9000
+    ).resolved()
     assert s.database_url == "postgresql+asyncpg://postgres@127.0.0.1:6000/ttelgo"
     assert s.temporal_address == "127.0.0.1:7000"
     assert s.stripe_api_base == "http://127.0.0.1:8000"

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "ttelgo"
     esimgo_api_url: str | None = None
     esimgo_api_key: str | None = None
+    # The supplier allows 10 requests/s per client; each process keeps under this.
+    esimgo_max_requests_per_second: float = Field(default=8.0, ge=0)
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None

@@ -241,7 +241,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint(
-            "kind", "vendor_id", "currency", name=op.f("uq_accounts_kind_vendor_id_currency"),
+            "kind",
+            "vendor_id",
+            "currency",
+            name=op.f("uq_accounts_kind_vendor_id_currency"),
             postgresql_nulls_not_distinct=True,
         ),
     )

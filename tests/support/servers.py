@@ -17,7 +17,9 @@ from ttelgo.sandbox.processes import free_port
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Yields the base URL once the server accepts connections; stops it on exit."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -15,6 +15,7 @@ import httpx
 
 from ttelgo.esimgo import mapping
 from ttelgo.esimgo.errors import PermanentReason, SupplierPermanentError, SupplierRetryableError
+from ttelgo.esimgo.pacing import RequestPacer
 from ttelgo.esimgo.types import Bundle, BundleUsage, CataloguePage, EsimProfile, Organisation, SupplierOrder
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
@@ -74,12 +75,14 @@ class EsimGoClient:
         *,
         http: httpx.AsyncClient | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_requests_per_second: float = 8.0,
     ) -> None:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=timeout, limits=httpx.Limits(max_connections=20, max_keepalive_connections=10)
         )
         self._base = base_url.rstrip("/")
+        self._pacer = RequestPacer(max_requests_per_second)
         self._headers = {"X-API-Key": api_key, "Accept": "application/json"}
 
     async def aclose(self) -> None:
@@ -95,6 +98,7 @@ class EsimGoClient:
         json: Any = None,
         accept: str = "application/json",
     ) -> httpx.Response:
+        await self._pacer.wait()
         try:
             response = await self._http.request(
                 method,
@@ -129,7 +133,7 @@ class EsimGoClient:
         response = await self._request("GET", "/catalogue", params=params)
         return mapping.catalogue_page(response.json(), page=page, per_page=per_page)
 
-    async def iter_catalogue(self, per_page: int = 200) -> AsyncIterator[Bundle]:
+    async def iter_catalogue(self, per_page: int = 500) -> AsyncIterator[Bundle]:
         page = 1
         while True:
             result = await self.list_catalogue(page=page, per_page=per_page)

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 from ttelgo import migrate
 from ttelgo.admins import ensure_admin
@@ -86,10 +85,10 @@ class DevStack:
 
     # -- the story ---------------------------------------------------------------------------------------
     def run(self) -> int:
-        self.check_ports()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request_stop)
         try:
+            self.check_ports()
             self.start_all()
             if self._stop_requested:
                 return 0
@@ -279,7 +278,6 @@ class DevStack:
     def print_summary(self) -> None:
         s = self.settings
         api = f"http://{s.api_host}:{s.api_port}"
-        table = Table(title="TTelGo dev stack is ready", show_header=False, title_justify="left")
         rows = [
             ("API docs", f"{api}/docs"),
             ("Health", f"{api}/healthz  ·  {api}/readyz  ·  {api}/metrics"),
@@ -308,7 +306,8 @@ class DevStack:
             ("Logs", f"{self.logs}/<service>.log"),
             ("Data", f"{self.data_dir} (kept across restarts)"),
         ]
+        self.console.print("[bold green]TTelGo dev stack is ready[/]")
         for name, value in rows:
-            table.add_row(f"[bold]{name}[/]", value)
-        self.console.print(table)
+            # soft_wrap: long paths and URLs stay whole, so they can be copied (and grepped by tests).
+            self.console.print(f"  [bold]{name:<12}[/] {value}", soft_wrap=True)
         self.console.print("Press Ctrl-C to stop everything.")

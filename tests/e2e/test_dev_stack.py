@@ -1,0 +1,111 @@
+"""`ttelgo dev` end to end, as a subprocess: it comes up, serves the Temporal UI, keeps its data across
+restarts, explains a busy port, and leaves no process behind on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from ttelgo.sandbox.processes import free_port
+
+pytestmark = pytest.mark.e2e
+TTELGO = str(Path(sys.executable).parent / "ttelgo")
+READY_TIMEOUT_S = 90
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    ports = {name: str(free_port()) for name in (
+        "API_PORT", "POSTGRES_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT", "LOCALSTRIPE_PORT", "ESIMGO_SIM_PORT",
+        "WORKER_METRICS_PORT",
+    )}
+    unset = ("DATABASE_URL", "TEMPORAL_ADDRESS", "ESIMGO_API_URL", "ESIMGO_API_KEY", "STRIPE_SECRET_KEY",
+             "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET", "JWT_SECRET", "TTELGO_ADMIN_PASSWORD", "TTELGO_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    return {**env, **ports, "TTELGO_DATA_DIR": str(data_dir), "TTELGO_ADMIN_EMAIL": "ops@example.com"}
+
+
+def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = READY_TIMEOUT_S) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"ttelgo dev exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+@contextmanager
+def dev_stack(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([TTELGO, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def stop_and_assert_nothing_left(proc: subprocess.Popen[str]) -> str:
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert {"postgres", "temporal"} <= {p.name() for p in tree}, "the stack's children were not found"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == [], f"left behind: {[p.pid for p in alive]}"
+    return output
+
+
+def test_dev_stack_runs_restarts_with_its_data_and_stops_clean(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    api = f"http://127.0.0.1:{env['API_PORT']}"
+    ui = f"http://127.0.0.1:{env['TEMPORAL_UI_PORT']}"
+
+    with dev_stack(env) as proc:
+        assert wait_for(f"{api}/readyz", proc).json()["status"] == "ready"
+        namespaces = httpx.get(f"{ui}/api/v1/namespaces", timeout=5)
+        assert namespaces.status_code == 200
+        assert "default" in namespaces.text
+        output = stop_and_assert_nothing_left(proc)
+    for shown in (f"{api}/docs", ui, "ops@example.com", "logs"):
+        assert shown in output
+    first_password = (tmp_path / "data" / "dev-secrets.json").read_text()
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    assert (tmp_path / "data" / "temporal" / "temporal.db").exists()
+
+    # Second start: same data dir, same ports → same database and Temporal state.
+    with dev_stack(env) as proc:
+        wait_for(f"{api}/readyz", proc)
+        schedules = httpx.get(f"{ui}/api/v1/namespaces/default/schedules", timeout=5).json()
+        assert any(s["scheduleId"] == "catalogue-sync" for s in schedules.get("schedules", []))
+        stop_and_assert_nothing_left(proc)
+    assert (tmp_path / "data" / "dev-secrets.json").read_text() == first_password
+
+
+def test_busy_port_is_named_with_the_setting_that_moves_it(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", int(env["API_PORT"])))
+        busy.listen()
+        result = subprocess.run([TTELGO, "dev"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    message = " ".join(result.stdout.split())
+    assert f"port {env['API_PORT']}" in message and "API_PORT" in message
+    assert not (tmp_path / "data" / "postgres").exists(), "nothing should start when a port is taken"
