@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from ttelgo.esimgo.callbacks import UsageCallback
+
 SYNC_CATALOGUE = "catalogue.sync"
 
 
@@ -13,3 +15,18 @@ class CatalogueSyncResult(BaseModel):
     bundles: int
     deactivated: int
     synced_at: datetime
+
+
+APPLY_USAGE = "esim.apply_usage"
+
+
+class UsageEvent(BaseModel):
+    """A verified eSIM Go usage callback, identified by the hash of its raw body."""
+
+    event_id: str
+    callback: UsageCallback
+
+
+class UsageOutcome(BaseModel):
+    applied: bool
+    detail: str

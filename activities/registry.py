@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from activities.catalogue import CatalogueActivities
+from activities.esims import EsimActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
 from ttelgo.settings import Settings
@@ -22,10 +23,12 @@ async def build_activities(
         settings.esimgo_api_key,
         max_requests_per_second=settings.esimgo_max_requests_per_second,
     )
-    catalogue = CatalogueActivities(esimgo, session_factory(engine))
+    sessions = session_factory(engine)
+    catalogue = CatalogueActivities(esimgo, sessions)
+    esims = EsimActivities(sessions)
 
     async def close() -> None:
         await esimgo.aclose()
         await engine.dispose()
 
-    return [catalogue.sync], close
+    return [catalogue.sync, esims.apply_usage], close

@@ -10,8 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.problems import install_problem_handlers
-from api.routers import health, meta
+from api.routers import catalogue, health, meta, webhooks
 from ttelgo import temporal
+from ttelgo.catalogue.snapshot import CatalogueCache
 from ttelgo.db import create_engine, session_factory
 from ttelgo.observability import configure_logging
 from ttelgo.settings import Settings, get_settings
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assert settings.database_url
         app.state.engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(app.state.engine)
+        app.state.catalogue_cache = CatalogueCache(app.state.sessions)
         # Lazy: the API starts (and /readyz explains) even while Temporal is still coming up.
         app.state.temporal = await temporal.connect(settings, lazy=True)
         try:
@@ -44,6 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(app.state.metrics_registry))
     app.add_middleware(RequestIdMiddleware)
-    for router in (health.router, meta.router):
+    for router in (health.router, meta.router, catalogue.router, webhooks.router):
         app.include_router(router)
     return app

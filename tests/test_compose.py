@@ -36,6 +36,7 @@ def test_our_services_receive_only_settings_that_exist() -> None:
 def test_production_settings_in_compose_are_complete() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env = {k: "x" for k in compose["services"]["api"]["environment"]}
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k != "TTELGO_ENV"},
-                        ttelgo_env="production")  # type: ignore[call-arg]
+    settings = Settings(
+        _env_file=None, **{k.lower(): v for k, v in env.items() if k != "TTELGO_ENV"}, ttelgo_env="production"
+    )  # type: ignore[call-arg]
     assert settings.missing_for_production() == []

@@ -96,6 +96,7 @@ _SPECS = [
     # webhook
     ErrorSpec(12000, "WEBHOOK_SIGNATURE_INVALID", 400, "The webhook signature is invalid"),
     ErrorSpec(12001, "WEBHOOK_PAYLOAD_INVALID", 400, "The webhook payload is invalid"),
+    ErrorSpec(12002, "CALLBACK_SIGNATURE_INVALID", 401, "The callback signature is missing or invalid"),
     # business
     ErrorSpec(13000, "INSUFFICIENT_FUNDS", 402, "Insufficient funds"),
     ErrorSpec(13001, "CREDIT_LIMIT_EXCEEDED", 402, "Credit limit exceeded"),

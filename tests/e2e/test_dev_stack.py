@@ -25,12 +25,30 @@ READY_TIMEOUT_S = 90
 
 
 def stack_env(data_dir: Path) -> dict[str, str]:
-    ports = {name: str(free_port()) for name in (
-        "API_PORT", "POSTGRES_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT", "LOCALSTRIPE_PORT", "ESIMGO_SIM_PORT",
-        "WORKER_METRICS_PORT",
-    )}
-    unset = ("DATABASE_URL", "TEMPORAL_ADDRESS", "ESIMGO_API_URL", "ESIMGO_API_KEY", "STRIPE_SECRET_KEY",
-             "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET", "JWT_SECRET", "TTELGO_ADMIN_PASSWORD", "TTELGO_ENV")
+    ports = {
+        name: str(free_port())
+        for name in (
+            "API_PORT",
+            "POSTGRES_PORT",
+            "TEMPORAL_PORT",
+            "TEMPORAL_UI_PORT",
+            "LOCALSTRIPE_PORT",
+            "ESIMGO_SIM_PORT",
+            "WORKER_METRICS_PORT",
+        )
+    }
+    unset = (
+        "DATABASE_URL",
+        "TEMPORAL_ADDRESS",
+        "ESIMGO_API_URL",
+        "ESIMGO_API_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_API_BASE",
+        "STRIPE_WEBHOOK_SECRET",
+        "JWT_SECRET",
+        "TTELGO_ADMIN_PASSWORD",
+        "TTELGO_ENV",
+    )
     env = {k: v for k, v in os.environ.items() if k not in unset}
     return {**env, **ports, "TTELGO_DATA_DIR": str(data_dir), "TTELGO_ADMIN_EMAIL": "ops@example.com"}
 
@@ -51,7 +69,9 @@ def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = READY_TIMEO
 
 @contextmanager
 def dev_stack(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([TTELGO, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [TTELGO, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         yield proc
     finally:

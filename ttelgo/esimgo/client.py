@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,15 +21,15 @@ from ttelgo.esimgo.types import Bundle, BundleUsage, CataloguePage, EsimProfile,
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
-# Live error messages (lower-cased fragments) that mean a retry cannot help.
-_PERMANENT_MESSAGES: tuple[tuple[str, PermanentReason], ...] = (
-    ("no bundles left", PermanentReason.NO_STOCK),
-    ("out of stock", PermanentReason.NO_STOCK),
-    ("insufficient", PermanentReason.SUPPLIER_BALANCE_EXHAUSTED),
-    ("balance", PermanentReason.SUPPLIER_BALANCE_EXHAUSTED),
-    ("bundle", PermanentReason.UNKNOWN_BUNDLE),
-    ("not found", PermanentReason.NOT_FOUND),
-    ("does not exist", PermanentReason.NOT_FOUND),
+# Live error messages that mean a retry cannot help, first match wins.
+_PERMANENT_MESSAGES: tuple[tuple[re.Pattern[str], PermanentReason], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), reason)
+    for pattern, reason in (
+        (r"bundles left|out of stock", PermanentReason.NO_STOCK),
+        (r"insufficient (organisation )?balance", PermanentReason.SUPPLIER_BALANCE_EXHAUSTED),
+        (r"bundle \S+ not found|unknown bundle", PermanentReason.UNKNOWN_BUNDLE),
+        (r"not found|not accessible|invalid iccid|does not exist", PermanentReason.NOT_FOUND),
+    )
 )
 
 
@@ -56,12 +57,11 @@ def classify(response: httpx.Response) -> None:
         raise SupplierRetryableError(
             f"eSIM Go {status}: {message}", status=status, retry_after=_retry_after(response)
         )
-    lowered = message.lower()
-    if status == 401 or (status == 403 and "key" in lowered):
+    if status == 401 or (status == 403 and "key" in message.lower()):
         raise SupplierPermanentError(
             PermanentReason.BAD_API_KEY, f"eSIM Go rejected the API key: {message}", status=status
         )
-    reason = next((r for fragment, r in _PERMANENT_MESSAGES if fragment in lowered), None)
+    reason = next((r for pattern, r in _PERMANENT_MESSAGES if pattern.search(message)), None)
     if reason is None:
         reason = PermanentReason.NOT_FOUND if status == 404 else PermanentReason.REJECTED
     raise SupplierPermanentError(reason, f"eSIM Go {status}: {message}", status=status)

