@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import timedelta
@@ -20,7 +21,7 @@ from temporalio.client import (
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.registry import build_activities
+from activities.registry import ActivitySet, build_activities
 from ttelgo import temporal
 from ttelgo.observability import configure_logging
 from ttelgo.settings import Settings, get_settings
@@ -47,6 +48,29 @@ async def ensure_catalogue_schedule(client: Client, settings: Settings) -> None:
         await client.get_schedule_handle(SCHEDULE_ID).trigger(overlap=ScheduleOverlapPolicy.SKIP)
 
 
+def build_workers(client: Client, settings: Settings, activities: ActivitySet) -> list[Worker]:
+    """The main worker (workflows and local side effects) and the rate-limited eSIM Go provisioning worker."""
+    # In-flight activities get this long to finish on SIGTERM; Temporal retries the rest elsewhere.
+    grace = timedelta(seconds=10)
+    supplier_rate = settings.esimgo_max_requests_per_second or None
+    return [
+        Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=WORKFLOWS,
+            activities=activities.main,
+            graceful_shutdown_timeout=grace,
+        ),
+        Worker(
+            client,
+            task_queue=settings.esimgo_task_queue,
+            activities=activities.supplier,
+            max_task_queue_activities_per_second=supplier_rate,
+            graceful_shutdown_timeout=grace,
+        ),
+    ]
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     runtime = Runtime(
         telemetry=TelemetryConfig(
@@ -54,25 +78,22 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
     )
     client = await temporal.connect(settings, runtime=runtime)
-    activities, close_activities = await build_activities(settings)
-    worker = Worker(
-        client,
-        task_queue=settings.temporal_task_queue,
-        workflows=WORKFLOWS,
-        activities=activities,
-        # In-flight activities get this long to finish on SIGTERM; Temporal retries the rest elsewhere.
-        graceful_shutdown_timeout=timedelta(seconds=10),
-    )
+    activities = await build_activities(settings)
     try:
-        async with worker:
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in build_workers(client, settings, activities):
+                await stack.enter_async_context(worker)
             await ensure_catalogue_schedule(client, settings)
             log.info(
-                "worker polling task queue %r on %s", settings.temporal_task_queue, settings.temporal_address
+                "worker polling %r and %r on %s",
+                settings.temporal_task_queue,
+                settings.esimgo_task_queue,
+                settings.temporal_address,
             )
             await stop.wait()
             log.info("shutting down: finishing in-flight tasks")
     finally:
-        await close_activities()
+        await activities.close()
 
 
 def main() -> None:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from activities.catalogue import CatalogueActivities
+from activities.esimgo import SupplierActivities
 from activities.esims import EsimActivities
+from activities.ledger import LedgerActivities
+from activities.orders import OrderActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
 from ttelgo.settings import Settings
 
 
-async def build_activities(
-    settings: Settings,
-) -> tuple[list[Callable[..., Any]], Callable[[], Awaitable[None]]]:
-    """The activities, and a function that closes what they hold."""
+@dataclass
+class ActivitySet:
+    main: list[Callable[..., Any]]  # the main task queue
+    supplier: list[Callable[..., Any]]  # the rate-limited eSIM Go provisioning queue
+    close: Callable[[], Awaitable[None]]
+
+
+async def build_activities(settings: Settings) -> ActivitySet:
     assert settings.database_url and settings.esimgo_api_url and settings.esimgo_api_key
     engine = create_engine(settings.database_url)
     esimgo = EsimGoClient(
@@ -26,9 +34,25 @@ async def build_activities(
     sessions = session_factory(engine)
     catalogue = CatalogueActivities(esimgo, sessions)
     esims = EsimActivities(sessions)
+    orders = OrderActivities(sessions)
+    money = LedgerActivities(sessions)
+    supplier = SupplierActivities(esimgo, sessions)
 
     async def close() -> None:
         await esimgo.aclose()
         await engine.dispose()
 
-    return [catalogue.sync, esims.apply_usage], close
+    return ActivitySet(
+        main=[
+            catalogue.sync,
+            esims.apply_usage,
+            orders.create_record,
+            orders.set_status,
+            orders.store_esims,
+            money.hold_funds,
+            money.post_hold,
+            money.void_hold,
+        ],
+        supplier=[supplier.place_order, supplier.fetch_install_details],
+        close=close,
+    )

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.problems import install_problem_handlers
-from api.routers import catalogue, health, meta, webhooks
+from api.routers import admin_vendors, auth, catalogue, health, meta, vendor_account, vendor_orders, webhooks
 from ttelgo import temporal
 from ttelgo.catalogue.snapshot import CatalogueCache
 from ttelgo.db import create_engine, session_factory
@@ -46,6 +46,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(app.state.metrics_registry))
     app.add_middleware(RequestIdMiddleware)
-    for router in (health.router, meta.router, catalogue.router, webhooks.router):
+    routers = (
+        health.router,
+        meta.router,
+        auth.router,
+        catalogue.router,
+        vendor_orders.router,
+        vendor_account.router,
+        admin_vendors.router,
+        webhooks.router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

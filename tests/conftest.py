@@ -13,16 +13,19 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.catalogue import CatalogueActivities
 from tests.support.esimgo import SIM_API_KEY, SimHandle
-from tests.support.servers import serve_in_thread
 from ttelgo import migrate
+from ttelgo.db import session_factory
 from ttelgo.sandbox.postgres import FAST_UNSAFE_OPTIONS, ensure_database, start_postgres
 from ttelgo.sandbox.processes import ManagedProcess, free_port, installed_binary
 from ttelgo.sandbox.temporal_server import temporal_cli
+from ttelgo.sandbox.threaded_server import serve_in_thread
 from ttelgo.settings import SEARCH_ATTRIBUTES, Settings
 
 TEMPLATE_DB = "ttelgo_template"
@@ -136,3 +139,27 @@ def esimgo_sim(_esimgo_sim_server: SimHandle) -> SimHandle:
     _esimgo_sim_server.admin.post("/reset").raise_for_status()
     _esimgo_sim_server.admin.put("/rate-limit", json={"per_second": 0}).raise_for_status()
     return _esimgo_sim_server
+
+
+SYNCED_TEMPLATE = "ttelgo_template_synced"
+
+
+@pytest.fixture(scope="session")
+async def synced_template(postgres: Postgres, _esimgo_sim_server: SimHandle) -> dict[str, int]:
+    """Wholesale prices by bundle code, as the simulator lists them; the template holds the synced copy."""
+    _esimgo_sim_server.admin.post("/reset").raise_for_status()
+    await ensure_database(postgres.port, SYNCED_TEMPLATE, template=TEMPLATE_DB)
+    engine = create_async_engine(postgres.url(SYNCED_TEMPLATE))
+    client = _esimgo_sim_server.client()
+    try:
+        await CatalogueActivities(client, session_factory(engine)).sync()
+        return {b.name: b.price_minor async for b in client.iter_catalogue(per_page=1000)}
+    finally:
+        await client.aclose()
+        await engine.dispose()
+
+
+@pytest.fixture
+async def synced_database_url(postgres: Postgres, synced_template: dict[str, int]) -> AsyncIterator[str]:
+    async with cloned_database(postgres, SYNCED_TEMPLATE) as url:
+        yield url

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ttelgo.auth.passwords import hash_password, verify_password
 from ttelgo.models import User, UserRole
-from ttelgo.passwords import hash_password, verify_password
 
 
 async def ensure_admin(session: AsyncSession, email: str, password: str) -> bool:

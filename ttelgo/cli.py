@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
 from rich.console import Console
 
 from ttelgo import migrate
+from ttelgo.admins import ensure_admin
+from ttelgo.db import create_engine, session_factory
 from ttelgo.settings import ConfigurationError, get_settings
 
 app = typer.Typer(help="TTelGo: eSIM data bundles on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+admin_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 console = Console()
 
 
@@ -44,3 +50,32 @@ def db_downgrade(revision: str = typer.Argument(...)) -> None:
     """Revert migrations down to REVISION (`base` empties the schema)."""
     migrate.downgrade(_database_url(), revision)
     console.print(f"[green]database at {revision}[/]")
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    email: str = typer.Argument(..., help="the admin's e-mail (login name)"),
+    password: str = typer.Option(
+        ...,
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        help="prompted for when not given; at least 12 characters",
+    ),
+) -> None:
+    """Create an admin, or reset an existing admin's password (works against any DATABASE_URL)."""
+    if len(password) < 12:
+        console.print("[red]the password needs at least 12 characters[/]")
+        raise typer.Exit(2)
+    url = _database_url()
+
+    async def run() -> bool:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with session_factory(engine)() as session:
+                return await ensure_admin(session, email, password)
+        finally:
+            await engine.dispose()
+
+    created = asyncio.run(run())
+    console.print(f"[green]admin {email} {'created' if created else 'updated'}[/]")

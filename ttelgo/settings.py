@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     temporal_namespace: str = "default"
     temporal_task_queue: str = "ttelgo"
+    # Provisioning calls to eSIM Go run here; the server-side rate limit spans every worker process.
+    esimgo_task_queue: str = "ttelgo-esimgo"
     esimgo_api_url: str | None = None
     esimgo_api_key: str | None = None
     # The supplier allows 10 requests/s per client; each process keeps under this.
@@ -58,7 +60,8 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
 
     jwt_secret: str | None = None
-    ttelgo_admin_email: str = "admin@ttelgo.local"
+    jwt_access_ttl_minutes: int = Field(default=30, ge=1)
+    ttelgo_admin_email: str = "admin@example.com"
     ttelgo_admin_password: str | None = None
 
     # Where things listen; every one of them can be moved.

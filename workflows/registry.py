@@ -2,5 +2,6 @@
 
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
+from workflows.order import OrderWorkflow
 
-WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow]
+WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow, OrderWorkflow]

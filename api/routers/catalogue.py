@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import pycountry
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 
 from api.schemas.catalogue import BundleOut, BundlePage, CountryCatalogue
 from ttelgo.catalogue.snapshot import CatalogueSnapshot, PricedBundle
@@ -68,7 +68,8 @@ def _cached(request: Request, snapshot: CatalogueSnapshot, build: Any) -> Respon
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return JSONResponse(build(), headers=headers)
+    # pydantic-core's serializer: several times faster than json.dumps on catalogue-sized bodies.
+    return Response(to_json(build()), media_type="application/json", headers=headers)
 
 
 @router.get("", response_model=BundlePage, summary="Browse bundles with filters, sorting and paging")
@@ -103,7 +104,7 @@ async def list_bundles(
         selected.sort(key=key, reverse=reverse)
         start = (page - 1) * page_size
         return {
-            "items": [b.body for b in selected[start : start + page_size]],
+            "items": [b.summary for b in selected[start : start + page_size]],
             "page": page,
             "page_size": page_size,
             "total": len(selected),
@@ -125,7 +126,7 @@ async def country_bundles(request: Request, iso: str) -> Response:
         )
         return {
             "country": {"iso": country.alpha_2, "name": country.name, "region": region},
-            "bundles": [b.body for b in bundles],
+            "bundles": [b.summary for b in bundles],
             "catalogue": _meta(snapshot, request),
         }
 

@@ -19,17 +19,21 @@ class CountryOut(BaseModel):
     region: str
 
 
-class BundleOut(BaseModel):
+class BundleSummary(BaseModel):
     code: str
     description: str
-    scope: str
-    countries: list[CountryOut]
+    scope: str  # LOCAL, REGIONAL or GLOBAL
+    country_isos: list[str]
     regions: list[str]
     data_mb: int | None
     duration_days: int
     unlimited: bool
     speeds: list[str]
     price: Money
+
+
+class BundleOut(BundleSummary):
+    countries: list[CountryOut]
 
 
 class CatalogueMeta(BaseModel):
@@ -39,7 +43,7 @@ class CatalogueMeta(BaseModel):
 
 
 class BundlePage(BaseModel):
-    items: list[BundleOut]
+    items: list[BundleSummary]
     page: int
     page_size: int
     total: int
@@ -48,5 +52,5 @@ class BundlePage(BaseModel):
 
 class CountryCatalogue(BaseModel):
     country: CountryOut
-    bundles: list[BundleOut]
+    bundles: list[BundleSummary]
     catalogue: CatalogueMeta

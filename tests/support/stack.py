@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.registry import build_activities
 from api.app import create_app
 from tests.conftest import make_settings
 from tests.support.esimgo import SIM_API_KEY, SimHandle
 from ttelgo.settings import Settings
-from workflows.registry import WORKFLOWS
+from worker import build_workers
 
 
 def stack_settings(
@@ -27,20 +27,22 @@ def stack_settings(
         esimgo_api_url=sim.api_url,
         esimgo_api_key=SIM_API_KEY,
         esimgo_max_requests_per_second=0,
+        esimgo_task_queue=f"{task_queue}-esimgo",
         **extra,
     ).resolved()
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
-    activities, close = await build_activities(settings)
+async def running_worker(settings: Settings, client: Client) -> AsyncIterator[None]:
+    """Both of the worker process's workers, in this test's event loop."""
+    activities = await build_activities(settings)
     try:
-        async with Worker(
-            client, task_queue=settings.temporal_task_queue, workflows=WORKFLOWS, activities=activities
-        ) as worker:
-            yield worker
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in build_workers(client, settings, activities):
+                await stack.enter_async_context(worker)
+            yield
     finally:
-        await close()
+        await activities.close()
 
 
 @asynccontextmanager

@@ -19,7 +19,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from tests.support.esimgo import SIM_API_KEY, SimHandle
-from tests.support.servers import serve_in_thread
 from tests.support.stack import api_client, running_worker, stack_settings
 from ttelgo.db import session_factory
 from ttelgo.models import (
@@ -32,6 +31,7 @@ from ttelgo.models import (
     WebhookEvent,
     WebhookEventStatus,
 )
+from ttelgo.sandbox.threaded_server import serve_in_thread
 from ttelgo.settings import Settings
 
 URL = "/api/v1/webhooks/esimgo"

@@ -18,7 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ttelgo.catalogue.config import LAST_SYNCED_AT_KEY
-from ttelgo.catalogue.pricing import RETAIL_RULES_KEY, RetailRules, retail_price
+from ttelgo.catalogue.pricing import (
+    RETAIL_RULES_KEY,
+    VENDOR_RULES_KEY,
+    RetailRules,
+    VendorRules,
+    retail_price,
+    vendor_price,
+)
 from ttelgo.models import CatalogueBundle, SystemConfig
 from ttelgo.money import to_major
 
@@ -34,18 +41,20 @@ class PricedBundle:
     data_mb: int | None
     duration_days: int
     unlimited: bool
-    price_minor: int
+    price_minor: int  # retail (B2C)
+    wholesale_minor: int  # what eSIM Go charges us; vendor prices start from here
     currency: str
-    body: dict[str, Any]  # the public JSON shape, built once per snapshot
+    summary: dict[str, Any]  # list item: coverage as ISO codes (a global bundle covers 100+ countries)
+    body: dict[str, Any]  # detail: full country objects; both built once per snapshot
 
 
 def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
     price = retail_price(row.wholesale_minor, row.code, row.regions, rules)
-    body = {
+    summary = {
         "code": row.code,
         "description": row.description,
         "scope": row.scope.value,
-        "countries": row.countries,
+        "country_isos": row.country_isos,
         "regions": row.regions,
         "data_mb": row.data_mb,
         "duration_days": row.duration_days,
@@ -57,6 +66,7 @@ def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
             "amount": str(to_major(price, row.currency)),
         },
     }
+    body = {**summary, "countries": row.countries}
     return PricedBundle(
         code=row.code,
         scope=row.scope.value,
@@ -66,7 +76,9 @@ def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
         duration_days=row.duration_days,
         unlimited=row.unlimited,
         price_minor=price,
+        wholesale_minor=row.wholesale_minor,
         currency=row.currency,
+        summary=summary,
         body=body,
     )
 
@@ -76,8 +88,12 @@ class CatalogueSnapshot:
     bundles: tuple[PricedBundle, ...]
     synced_at: datetime | None
     version: str
+    vendor_rules: VendorRules
     by_code: dict[str, PricedBundle] = field(init=False)
     by_country: dict[str, tuple[PricedBundle, ...]] = field(init=False)
+
+    def vendor_price(self, bundle: PricedBundle, vendor_markup_bps: int | None) -> int:
+        return vendor_price(bundle.wholesale_minor, vendor_markup_bps, self.vendor_rules)
 
     def __post_init__(self) -> None:
         countries: dict[str, list[PricedBundle]] = {}
@@ -89,21 +105,19 @@ class CatalogueSnapshot:
 
 
 Marker = tuple[tuple[str, str], ...]
+_CONFIG_KEYS = (LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY, VENDOR_RULES_KEY)
 
 
 async def _marker(session: AsyncSession) -> Marker:
     rows = await session.execute(
-        select(SystemConfig.key, SystemConfig.updated_at).where(
-            SystemConfig.key.in_([LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY])
-        )
+        select(SystemConfig.key, SystemConfig.updated_at).where(SystemConfig.key.in_(_CONFIG_KEYS))
     )
     return tuple(sorted((key, updated.isoformat()) for key, updated in rows))
 
 
 async def load_snapshot(session: AsyncSession, marker: Marker) -> CatalogueSnapshot:
-    keys = [LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY]
     config_rows = await session.execute(
-        select(SystemConfig.key, SystemConfig.value).where(SystemConfig.key.in_(keys))
+        select(SystemConfig.key, SystemConfig.value).where(SystemConfig.key.in_(_CONFIG_KEYS))
     )
     config = {key: value for key, value in config_rows}
     rules = RetailRules.model_validate(config.get(RETAIL_RULES_KEY) or {})
@@ -114,6 +128,7 @@ async def load_snapshot(session: AsyncSession, marker: Marker) -> CatalogueSnaps
         bundles=tuple(_priced(row, rules) for row in rows),
         synced_at=datetime.fromisoformat(synced) if synced else None,
         version=version,
+        vendor_rules=VendorRules.model_validate(config.get(VENDOR_RULES_KEY) or {}),
     )
 
 

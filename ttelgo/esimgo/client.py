@@ -10,6 +10,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -166,6 +167,22 @@ class EsimGoClient:
     async def get_order(self, reference: str) -> SupplierOrder:
         response = await self._request("GET", f"/orders/{reference}")
         return mapping.supplier_order(response.json())
+
+    async def recent_orders(
+        self, since: datetime, *, per_page: int = 100, max_pages: int = 20
+    ) -> list[SupplierOrder]:
+        """Orders created at or after `since` (newest pages first where the supplier sorts that way)."""
+        found: list[SupplierOrder] = []
+        for page in range(1, max_pages + 1):
+            response = await self._request("GET", "/orders", params={"page": page, "limit": per_page})
+            payload = response.json()
+            orders = [mapping.supplier_order(o) for o in mapping.as_list(payload, "orders")]
+            found += [o for o in orders if o.created_at and o.created_at >= since]
+            page_count = int(payload.get("pageCount", 1)) if isinstance(payload, dict) else 1
+            oldest = orders[-1].created_at if orders else None
+            if page >= page_count or not orders or (oldest is not None and oldest < since):
+                break
+        return found
 
     async def get_assignments(self, reference: str) -> list[EsimProfile]:
         response = await self._request("GET", "/esims/assignments", params={"reference": reference})

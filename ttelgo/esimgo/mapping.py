@@ -89,6 +89,7 @@ def supplier_order(raw: dict[str, Any]) -> SupplierOrder:
         bundle_name=str(line.get("item", "")),
         quantity=int(line.get("quantity", 0)),
         esims=tuple(esim_profile(e) for ln in lines for e in (ln.get("esims") or [])),
+        created_at=_timestamp(raw.get("createdDate")),
     )
 
 

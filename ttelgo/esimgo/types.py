@@ -65,6 +65,7 @@ class SupplierOrder(_Frozen):
     bundle_name: str
     quantity: int
     esims: tuple[EsimProfile, ...]
+    created_at: datetime | None = None
 
 
 class BundleUsage(_Frozen):

@@ -84,6 +84,13 @@ class Order(Timestamps, SoftDelete, Base):
         Index("ix_orders_vendor_id_created_at", "vendor_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at", "created_at"),
+        # A supplier order belongs to one of our orders: reconciliation after a crash relies on this.
+        Index(
+            "uq_orders_supplier_order_reference",
+            "supplier_order_reference",
+            unique=True,
+            postgresql_where=text("supplier_order_reference IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -101,6 +108,8 @@ class Order(Timestamps, SoftDelete, Base):
     customer_reference: Mapped[str | None] = mapped_column(String(200))
     workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
     supplier_order_reference: Mapped[str | None] = mapped_column(String(100))
+    # Set before the first supplier call, so a retry after a crash knows where to look for an orphan order.
+    provisioning_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(String(1000))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,4 +1,4 @@
-"""Run an ASGI app on a real loopback port in a background thread, for tests that need real HTTP."""
+"""Run an ASGI app on a real loopback port in a background thread (tests, benchmarks, the simulator)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,82 @@
+"""Order records: the database rows lists and reports read; the workflow is their only writer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.contracts import (
+    CREATE_ORDER_RECORD,
+    SET_ORDER_STATUS,
+    STORE_ESIMS,
+    OrderInput,
+    StatusChange,
+    StoreEsims,
+)
+from ttelgo.models import Esim, Order, OrderStatus
+
+
+class OrderActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name=CREATE_ORDER_RECORD)
+    async def create_record(self, order: OrderInput) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                insert(Order)
+                .values(
+                    id=order.order_id,
+                    channel=order.channel,
+                    status=OrderStatus.CREATED,
+                    user_id=order.user_id,
+                    vendor_id=order.vendor_id,
+                    bundle_code=order.bundle_code,
+                    quantity=order.quantity,
+                    unit_price_minor=order.unit_price_minor,
+                    total_minor=order.total_minor,
+                    currency=order.currency,
+                    wholesale_cost_minor=order.wholesale_unit_minor * order.quantity,
+                    customer_reference=order.customer_reference,
+                    workflow_id=order.workflow_id,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+
+    @activity.defn(name=SET_ORDER_STATUS)
+    async def set_status(self, change: StatusChange) -> None:
+        now = datetime.now(UTC)
+        values: dict[str, object] = {"status": change.status}
+        if change.failure_code or change.failure_reason:
+            values |= {
+                "failure_code": change.failure_code,
+                "failure_reason": (change.failure_reason or "")[:1000],
+            }
+        if change.status is OrderStatus.PAID:
+            values["paid_at"] = now
+        if change.status is OrderStatus.COMPLETED:
+            values["completed_at"] = now
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(Order).where(Order.id == change.order_id).values(**values))
+
+    @activity.defn(name=STORE_ESIMS)
+    async def store_esims(self, batch: StoreEsims) -> None:
+        if not batch.esims:
+            return
+        rows = [
+            {
+                "order_id": batch.order_id,
+                "iccid": e.iccid,
+                "matching_id": e.matching_id,
+                "smdp_address": e.smdp_address,
+                "bundle_name": batch.bundle_code,
+                "bundle_state": "processing",
+            }
+            for e in batch.esims
+        ]
+        async with self.sessions() as session, session.begin():
+            await session.execute(insert(Esim).values(rows).on_conflict_do_nothing(index_elements=["iccid"]))

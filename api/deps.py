@@ -1,0 +1,155 @@
+"""Request-scoped dependencies: the database session and who is calling (admin, vendor, vendor user)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ttelgo.auth import api_keys
+from ttelgo.auth.tokens import PrincipalKind, TokenClaims, TokenError, verify
+from ttelgo.errors import AppError
+from ttelgo.models import ApiKey, User, UserRole, Vendor, VendorStatus, VendorUser, VendorUserRole
+from ttelgo.settings import Settings
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write last_used_at on every request
+ROLE_RANK = {VendorUserRole.VIEWER: 0, VendorUserRole.DEVELOPER: 1, VendorUserRole.OWNER: 2}
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(db_session)]
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _unauthenticated(detail: str, code: str = "UNAUTHENTICATED") -> AppError:
+    return AppError(code, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _claims(request: Request) -> TokenClaims:
+    token = _bearer(request)
+    if token is None:
+        raise _unauthenticated("send an access token as 'Authorization: Bearer <token>'")
+    try:
+        return verify(token, str(settings_of(request).jwt_secret))
+    except TokenError as exc:
+        raise _unauthenticated(str(exc), exc.code) from exc
+
+
+@dataclass(frozen=True)
+class AdminCaller:
+    user_id: uuid.UUID
+    email: str
+
+    @property
+    def actor(self) -> str:
+        return f"admin:{self.user_id}"
+
+
+async def require_admin(request: Request, session: Session) -> AdminCaller:
+    claims = _claims(request)
+    if claims.kind is not PrincipalKind.ADMIN:
+        raise AppError("FORBIDDEN", "this endpoint is for TTelGo staff")
+    user = await session.get(User, claims.subject)
+    if user is None or user.deleted_at or not user.is_active or user.role is not UserRole.ADMIN:
+        raise _unauthenticated("the account behind this token is no longer an active admin", "TOKEN_INVALID")
+    await session.commit()  # end the read, so the handler can open its own transaction on this session
+    return AdminCaller(user.id, user.email)
+
+
+@dataclass(frozen=True)
+class VendorCaller:
+    vendor_id: uuid.UUID
+    role: VendorUserRole  # API keys act with developer rights
+    api_key_id: uuid.UUID | None = None
+    vendor_user_id: uuid.UUID | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.api_key_id}" if self.api_key_id else f"vendor_user:{self.vendor_user_id}"
+
+    @property
+    def scope(self) -> str:
+        return f"vendor:{self.vendor_id}"
+
+
+def _check_vendor(vendor: Vendor | None) -> Vendor:
+    if vendor is None or vendor.deleted_at:
+        raise _unauthenticated("the vendor behind these credentials no longer exists", "API_KEY_INVALID")
+    if vendor.status is VendorStatus.SUSPENDED:
+        raise AppError("VENDOR_SUSPENDED", "this vendor account is suspended; contact TTelGo")
+    if vendor.status is not VendorStatus.APPROVED:
+        raise AppError("VENDOR_NOT_APPROVED", "this vendor account is not approved yet")
+    return vendor
+
+
+async def _from_api_key(session: AsyncSession, plaintext: str) -> VendorCaller:
+    prefix = api_keys.prefix_of(plaintext)
+    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+    if key is None or key.revoked_at is not None or not api_keys.matches(plaintext, key.key_hash):
+        raise _unauthenticated("the API key is invalid or revoked", "API_KEY_INVALID")
+    _check_vendor(await session.get(Vendor, key.vendor_id))
+    now = datetime.now(UTC)
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+    await session.commit()
+    return VendorCaller(key.vendor_id, VendorUserRole.DEVELOPER, api_key_id=key.id)
+
+
+async def _from_vendor_token(session: AsyncSession, claims: TokenClaims) -> VendorCaller:
+    if claims.kind is not PrincipalKind.VENDOR_USER or claims.vendor_id is None:
+        raise AppError("FORBIDDEN", "this endpoint is for vendors")
+    member = await session.get(VendorUser, claims.subject)
+    if member is None or member.deleted_at or not member.is_active:
+        raise _unauthenticated("the account behind this token is no longer active", "TOKEN_INVALID")
+    _check_vendor(await session.get(Vendor, member.vendor_id))
+    await session.commit()
+    return VendorCaller(member.vendor_id, member.role, vendor_user_id=member.id)
+
+
+async def require_vendor(request: Request, session: Session) -> VendorCaller:
+    """An API key (X-API-Key, or Bearer ttg_…) or a vendor team member's access token."""
+    header_key = request.headers.get("x-api-key")
+    presented = header_key or _bearer(request)
+    if presented is None:
+        raise _unauthenticated("send an API key in X-API-Key (or a vendor user's Bearer token)")
+    if header_key or api_keys.prefix_of(presented):
+        return await _from_api_key(session, presented)
+    return await _from_vendor_token(session, _claims(request))
+
+
+def vendor_role(minimum: VendorUserRole):  # type: ignore[no-untyped-def]
+    """Dependency: a vendor caller with at least this role (owner > developer > viewer)."""
+
+    async def dependency(caller: Annotated[VendorCaller, Depends(require_vendor)]) -> VendorCaller:
+        if ROLE_RANK[caller.role] < ROLE_RANK[minimum]:
+            raise AppError("FORBIDDEN", f"this needs the {minimum.value} role or higher")
+        return caller
+
+    return dependency
+
+
+async def require_vendor_member(request: Request, session: Session) -> VendorCaller:
+    """Only a logged-in team member (not an API key): managing keys and the webhook URL."""
+    return await _from_vendor_token(session, _claims(request))
+
+
+Admin = Annotated[AdminCaller, Depends(require_admin)]
+AnyVendor = Annotated[VendorCaller, Depends(require_vendor)]

@@ -1,0 +1,114 @@
+"""Vendor self-service: wallet and statement (API key or team member); API keys and the webhook URL
+(team members only: a key must not be able to mint more keys)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
+
+from api.deps import AnyVendor, Session, VendorCaller, require_vendor_member
+from api.pagination import Page, Paging
+from api.schemas.orders import LedgerEntryOut
+from api.schemas.vendors import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, WalletOut, WebhookOut, WebhookUpdate
+from ttelgo import ledger, vendors
+from ttelgo.audit import record_action
+from ttelgo.errors import AppError
+from ttelgo.models import ApiKey, VendorLedgerEntry, VendorUserRole
+
+router = APIRouter(prefix="/api/v1/vendor", tags=["vendor: account"])
+Member = Annotated[VendorCaller, Depends(require_vendor_member)]
+
+
+def _manager(member: VendorCaller) -> VendorCaller:
+    if member.role is VendorUserRole.VIEWER:
+        raise AppError("FORBIDDEN", "viewers cannot manage keys or webhooks")
+    return member
+
+
+@router.get("/wallet", response_model=WalletOut, summary="Balance, available, held, credit limit")
+async def wallet(caller: AnyVendor, session: Session) -> WalletOut:
+    vendor = await vendors.get_vendor(session, caller.vendor_id)
+    balance = await ledger.wallet_balance(
+        session, await ledger.vendor_wallet(session, vendor.id, vendor.currency)
+    )
+    await session.commit()
+    return WalletOut(**balance.__dict__)
+
+
+@router.get("/ledger", response_model=Page[LedgerEntryOut], summary="The wallet statement, newest first")
+async def statement(caller: AnyVendor, session: Session, paging: Paging) -> Page[LedgerEntryOut]:
+    query = (
+        select(VendorLedgerEntry)
+        .where(VendorLedgerEntry.vendor_id == caller.vendor_id)
+        .order_by(VendorLedgerEntry.id.desc())
+    )
+    rows, total = await paging.fetch(session, query)
+    return Page(
+        items=[LedgerEntryOut.model_validate(r) for r in rows],
+        page=paging.page,
+        page_size=paging.page_size,
+        total=total,
+    )
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut], summary="My API keys (prefixes only)")
+async def list_keys(member: Member, session: Session) -> list[ApiKeyOut]:
+    keys = await session.scalars(
+        select(ApiKey).where(ApiKey.vendor_id == member.vendor_id).order_by(ApiKey.created_at)
+    )
+    return [ApiKeyOut.model_validate(k) for k in keys]
+
+
+@router.post("/api-keys", status_code=201, response_model=ApiKeyCreated, summary="Create a key; shown once")
+async def create_key(request: Request, body: ApiKeyCreate, member: Member, session: Session) -> ApiKeyCreated:
+    _manager(member)
+    async with session.begin():
+        vendor = await vendors.get_vendor(session, member.vendor_id)
+        key, plaintext = await vendors.issue_api_key(
+            session,
+            vendor,
+            name=body.name,
+            actor=member.actor,
+            request_id=getattr(request.state, "request_id", None),
+            created_by_vendor_user_id=member.vendor_user_id,
+        )
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=plaintext)
+
+
+@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke one of my keys")
+async def revoke_key(request: Request, key_id: uuid.UUID, member: Member, session: Session) -> Response:
+    _manager(member)
+    async with session.begin():
+        await vendors.revoke_api_key(
+            session,
+            member.vendor_id,
+            key_id,
+            actor=member.actor,
+            request_id=getattr(request.state, "request_id", None),
+        )
+    return Response(status_code=204)
+
+
+@router.put("/webhook", response_model=WebhookOut, summary="Where order events are sent (signed)")
+async def set_webhook(request: Request, body: WebhookUpdate, member: Member, session: Session) -> WebhookOut:
+    _manager(member)
+    async with session.begin():
+        vendor = await vendors.get_vendor(session, member.vendor_id, lock=True)
+        before = {"webhook_url": vendor.webhook_url}
+        vendor.webhook_url = str(body.url) if body.url else None
+        vendor.webhook_secret = ("whsec_" + secrets.token_hex(24)) if body.url else None
+        record_action(
+            session,
+            actor=member.actor,
+            action="vendor.webhook",
+            target_type="vendor",
+            target_id=vendor.id,
+            before=before,
+            after={"webhook_url": vendor.webhook_url},
+            request_id=getattr(request.state, "request_id", None),
+        )
+    return WebhookOut(url=vendor.webhook_url, secret=vendor.webhook_secret)

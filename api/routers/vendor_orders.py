@@ -1,0 +1,231 @@
+"""Vendor API: buy eSIMs from the wallet, follow orders, fetch install details and QR codes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.contracts import OrderInput
+from api.deps import AnyVendor, Session, VendorCaller, vendor_role
+from api.idempotency import idempotency_key, idempotent
+from api.pagination import Page, Paging
+from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut, VendorOrderCreate
+from ttelgo import vendors
+from ttelgo.errors import CATALOGUE, AppError
+from ttelgo.models import Channel, Esim, Order, OrderStatus, VendorUserRole
+from ttelgo.qr import qr_png
+from workflows.order import Acceptance, OrderProgress, OrderWorkflow, order_workflow_id, search_attributes
+
+router = APIRouter(prefix="/api/v1/vendor/orders", tags=["vendor: orders"])
+ORDER_IDS = uuid.UUID("8a4f6f0e-3c1d-4b53-9a52-2f0c8f6b1e10")  # uuid5 namespace: order id from caller + key
+TERMINAL = {
+    OrderStatus.COMPLETED,
+    OrderStatus.FAILED,
+    OrderStatus.EXPIRED,
+    OrderStatus.CANCELED,
+    OrderStatus.REFUNDED,
+    OrderStatus.PARTIALLY_REFUNDED,
+}
+ACCEPT_TIMEOUT_S = 30
+Buyer = Annotated[VendorCaller, Depends(vendor_role(VendorUserRole.DEVELOPER))]
+
+
+async def _own_order(session: Session, caller: VendorCaller, order_id: uuid.UUID) -> Order:
+    order = await session.scalar(
+        select(Order).where(
+            Order.id == order_id, Order.vendor_id == caller.vendor_id, Order.deleted_at.is_(None)
+        )
+    )
+    if order is None:  # another vendor's order looks exactly like a missing one
+        raise AppError("ORDER_NOT_FOUND", f"no order {order_id}")
+    return order
+
+
+async def _live_progress(request: Request, order: Order) -> LiveProgress | None:
+    if order.status in TERMINAL:
+        return None
+    handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
+    try:
+        progress = await handle.query(OrderWorkflow.status)
+        pending = (await handle.describe()).raw_description.pending_activities
+    except RPCError:
+        return None  # the record alone is still a true answer
+    running = pending[0] if pending else None
+    last_error = running.last_failure.message if running and running.HasField("last_failure") else None
+    return LiveProgress(
+        step=progress.step, attempts=running.attempt if running else None, last_error=last_error
+    )
+
+
+async def _detail(request: Request, session: Session, order: Order) -> OrderDetail:
+    esims = await session.scalars(select(Esim).where(Esim.order_id == order.id).order_by(Esim.iccid))
+    base = f"/api/v1/vendor/orders/{order.id}/esims"
+    return OrderDetail(
+        **OrderOut.model_validate(order).model_dump(),
+        progress=await _live_progress(request, order),
+        esims=[
+            EsimOut(
+                iccid=e.iccid,
+                smdp_address=e.smdp_address,
+                matching_id=e.matching_id,
+                lpa=f"LPA:1${e.smdp_address}${e.matching_id}",
+                qr_code_url=f"{base}/{e.iccid}/qr.png",
+            )
+            for e in esims
+        ],
+    )
+
+
+async def _start_and_accept(request: Request, order: OrderInput) -> tuple[WorkflowHandle, Acceptance]:
+    """Start the order workflow and wait for its money check, atomically (update-with-start)."""
+    client = request.app.state.temporal
+    start = WithStartWorkflowOperation(
+        OrderWorkflow.run,
+        order,
+        id=order.workflow_id,
+        task_queue=request.app.state.settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search_attributes(order, OrderStatus.CREATED),
+    )
+    try:
+        acceptance = await asyncio.wait_for(
+            client.execute_update_with_start_workflow(OrderWorkflow.accepted, start_workflow_operation=start),
+            ACCEPT_TIMEOUT_S,
+        )
+        return await start.workflow_handle(), acceptance
+    except (WorkflowAlreadyStartedError, WorkflowUpdateFailedError):
+        # A retried request for an order that has already finished: its result says how it went.
+        handle = client.get_workflow_handle(order.workflow_id, result_type=OrderProgress)
+        return handle, (await handle.result()).acceptance()
+    except (TimeoutError, RPCError) as exc:
+        raise AppError(
+            "SERVICE_UNAVAILABLE",
+            "the order is queued but not confirmed; retry with the same key",
+            headers={"Retry-After": "2"},
+        ) from exc
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderDetail,
+    summary="Buy eSIMs from the wallet (Idempotency-Key required)",
+    responses={
+        202: {"model": OrderDetail, "description": "accepted, still provisioning: poll the Location"},
+        402: {"description": "INSUFFICIENT_FUNDS or CREDIT_LIMIT_EXCEEDED; nothing was held"},
+        422: {"description": "BUNDLE_UNKNOWN or a quantity outside 1–10"},
+    },
+)
+async def create_order(
+    request: Request,
+    body: VendorOrderCreate,
+    caller: Buyer,
+    wait: Annotated[
+        int, Query(ge=0, le=30, description="seconds to wait for the eSIMs before answering 202")
+    ] = 0,
+) -> Response:
+    async def handle() -> Response:
+        snapshot = await request.app.state.catalogue_cache.get()
+        bundle = snapshot.by_code.get(body.bundle_code)
+        if bundle is None:
+            raise AppError("BUNDLE_UNKNOWN", f"no bundle named {body.bundle_code!r} is on sale")
+        async with request.app.state.sessions() as session:
+            vendor = await vendors.get_vendor(session, caller.vendor_id)
+        # Deterministic from the caller's key: a retry after any failure starts (or finds) the same workflow.
+        order_id = uuid.uuid5(ORDER_IDS, f"{caller.scope}:{idempotency_key(request)}")
+        order = OrderInput(
+            order_id=order_id,
+            workflow_id=order_workflow_id(order_id),
+            channel=Channel.B2B,
+            vendor_id=caller.vendor_id,
+            bundle_code=bundle.code,
+            quantity=body.quantity,
+            unit_price_minor=snapshot.vendor_price(bundle, vendor.markup_bps),
+            currency=bundle.currency,
+            wholesale_unit_minor=bundle.wholesale_minor,
+            customer_reference=body.customer_reference,
+            supplier_task_queue=request.app.state.settings.esimgo_task_queue,
+        )
+        workflow, acceptance = await _start_and_accept(request, order)
+        if not acceptance.accepted:
+            code = acceptance.code if acceptance.code in CATALOGUE else "ORDER_INVALID_STATE"
+            raise AppError(code, acceptance.detail)
+        if wait:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(workflow.result(), wait)
+        async with request.app.state.sessions() as session:
+            detail = await _detail(request, session, await _own_order(session, caller, order_id))
+        done = detail.status in TERMINAL
+        return JSONResponse(
+            detail.model_dump(mode="json"),
+            status_code=201 if done else 202,
+            headers={"Location": f"/api/v1/vendor/orders/{order_id}"},
+        )
+
+    return await idempotent(request, caller.scope, handle)
+
+
+@router.get("", response_model=Page[OrderOut], summary="My orders, newest first")
+async def list_orders(
+    caller: AnyVendor,
+    session: Session,
+    paging: Paging,
+    status: OrderStatus | None = None,
+    created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
+    created_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+) -> Page[OrderOut]:
+    query = select(Order).where(Order.vendor_id == caller.vendor_id, Order.deleted_at.is_(None))
+    if status:
+        query = query.where(Order.status == status)
+    if created_from:
+        query = query.where(Order.created_at >= created_from)
+    if created_to:
+        query = query.where(Order.created_at < created_to)
+    rows, total = await paging.fetch(session, query.order_by(Order.created_at.desc(), Order.id))
+    return Page(
+        items=[OrderOut.model_validate(o) for o in rows],
+        page=paging.page,
+        page_size=paging.page_size,
+        total=total,
+    )
+
+
+@router.get("/{order_id}", response_model=OrderDetail, summary="One order: live progress while it runs")
+async def get_order(
+    request: Request, order_id: uuid.UUID, caller: AnyVendor, session: Session
+) -> OrderDetail:
+    return await _detail(request, session, await _own_order(session, caller, order_id))
+
+
+@router.get("/{order_id}/esims", response_model=list[EsimOut], summary="Install details of the order's eSIMs")
+async def order_esims(
+    request: Request, order_id: uuid.UUID, caller: AnyVendor, session: Session
+) -> list[EsimOut]:
+    return (await _detail(request, session, await _own_order(session, caller, order_id))).esims
+
+
+@router.get(
+    "/{order_id}/esims/{iccid}/qr.png",
+    response_class=Response,
+    summary="QR code (PNG) of the LPA string",
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def esim_qr(order_id: uuid.UUID, iccid: str, caller: AnyVendor, session: Session) -> Response:
+    await _own_order(session, caller, order_id)
+    esim = await session.scalar(select(Esim).where(Esim.order_id == order_id, Esim.iccid == iccid))
+    if esim is None:
+        raise AppError("ESIM_NOT_FOUND", f"no eSIM {iccid} in order {order_id}")
+    png = qr_png(f"LPA:1${esim.smdp_address}${esim.matching_id}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})

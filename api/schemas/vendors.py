@@ -1,0 +1,118 @@
+"""Vendor, wallet, API key and team shapes for the admin and vendor APIs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, model_validator
+
+from ttelgo.models import BillingMode, VendorStatus, VendorUserRole
+
+
+class VendorCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    contact_email: EmailStr
+    billing_mode: BillingMode = BillingMode.PREPAID
+    credit_limit_minor: int = Field(default=0, ge=0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    markup_bps: int | None = Field(default=None, ge=0, le=100_000)
+    owner_email: EmailStr | None = None
+    owner_password: str | None = Field(default=None, min_length=12, max_length=200)
+
+    @model_validator(mode="after")
+    def owner_needs_both(self) -> VendorCreate:
+        if (self.owner_email is None) != (self.owner_password is None):
+            raise ValueError("give owner_email and owner_password together (or neither)")
+        return self
+
+
+class WalletOut(BaseModel):
+    currency: str
+    balance_minor: int
+    available_minor: int
+    held_minor: int
+    credit_limit_minor: int
+
+
+class VendorOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    contact_email: str
+    status: VendorStatus
+    billing_mode: BillingMode
+    credit_limit_minor: int
+    currency: str
+    markup_bps: int | None
+    webhook_url: str | None
+    approved_at: datetime | None
+    suspended_at: datetime | None
+    created_at: datetime
+
+
+class VendorDetail(VendorOut):
+    wallet: WalletOut
+
+
+class Reason(BaseModel):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class BalanceAdjustment(BaseModel):
+    amount_minor: int = Field(description="positive credits the wallet, negative debits it")
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class BillingUpdate(BaseModel):
+    billing_mode: BillingMode
+    credit_limit_minor: int = Field(ge=0)
+
+
+class MarkupUpdate(BaseModel):
+    markup_bps: int | None = Field(ge=0, le=100_000, description="null falls back to the platform default")
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="the full key; shown only in this response")
+
+
+class MemberCreate(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=12, max_length=200)
+    role: VendorUserRole = VendorUserRole.VIEWER
+
+
+class MemberOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    vendor_id: uuid.UUID
+    email: str
+    role: VendorUserRole
+    created_at: datetime
+
+
+class WebhookUpdate(BaseModel):
+    url: HttpUrl | None
+
+
+class WebhookOut(BaseModel):
+    url: str | None
+    secret: str | None = Field(description="signing secret, shown when the URL is set")

@@ -1,0 +1,1 @@
+"""Who is calling: passwords, access tokens (JWT) and vendor API keys."""

@@ -1,0 +1,248 @@
+"""Vendor administration: onboarding, status, billing terms, API keys and team members.
+
+Every function works inside the caller's transaction and writes its audit row there too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ttelgo import ledger
+from ttelgo.audit import record_action
+from ttelgo.auth import api_keys
+from ttelgo.auth.passwords import hash_password
+from ttelgo.errors import AppError
+from ttelgo.models import ApiKey, BillingMode, Vendor, VendorStatus, VendorUser, VendorUserRole
+
+CATALOGUE_CURRENCY = "USD"  # the supplier prices in USD and so does every wallet, for now
+
+
+def vendor_view(vendor: Vendor) -> dict[str, Any]:
+    return {
+        "status": vendor.status.value,
+        "billing_mode": vendor.billing_mode.value,
+        "credit_limit_minor": vendor.credit_limit_minor,
+        "markup_bps": vendor.markup_bps,
+    }
+
+
+def _audit_change(
+    session: AsyncSession,
+    vendor: Vendor,
+    action: str,
+    before: dict[str, Any],
+    *,
+    actor: str,
+    request_id: str | None,
+    reason: str | None = None,
+) -> None:
+    record_action(
+        session,
+        actor=actor,
+        action=action,
+        target_type="vendor",
+        target_id=vendor.id,
+        before=before,
+        after=vendor_view(vendor),
+        reason=reason,
+        request_id=request_id,
+    )
+
+
+async def get_vendor(session: AsyncSession, vendor_id: uuid.UUID, *, lock: bool = False) -> Vendor:
+    query = select(Vendor).where(Vendor.id == vendor_id, Vendor.deleted_at.is_(None))
+    vendor = await session.scalar(query.with_for_update() if lock else query)
+    if vendor is None:
+        raise AppError("VENDOR_NOT_FOUND", f"no vendor {vendor_id}")
+    return vendor
+
+
+async def create_vendor(
+    session: AsyncSession,
+    *,
+    actor: str,
+    name: str,
+    contact_email: str,
+    billing_mode: BillingMode,
+    credit_limit_minor: int,
+    currency: str,
+    markup_bps: int | None,
+    request_id: str | None,
+) -> Vendor:
+    if currency != CATALOGUE_CURRENCY:
+        raise AppError(
+            "VALIDATION_ERROR", f"wallets are kept in {CATALOGUE_CURRENCY}, the catalogue's currency"
+        )
+    taken = await session.scalar(
+        select(Vendor.id).where(
+            func.lower(Vendor.contact_email) == contact_email.lower(), Vendor.deleted_at.is_(None)
+        )
+    )
+    if taken:
+        raise AppError("VENDOR_ALREADY_EXISTS", f"a vendor with e-mail {contact_email} exists")
+    vendor = Vendor(
+        name=name,
+        contact_email=contact_email,
+        billing_mode=billing_mode,
+        credit_limit_minor=credit_limit_minor,
+        currency=currency,
+        markup_bps=markup_bps,
+    )
+    session.add(vendor)
+    await session.flush()
+    await ledger.vendor_wallet(session, vendor.id, currency)
+    record_action(
+        session,
+        actor=actor,
+        action="vendor.create",
+        target_type="vendor",
+        target_id=vendor.id,
+        after=vendor_view(vendor),
+        request_id=request_id,
+    )
+    return vendor
+
+
+async def set_status(
+    session: AsyncSession,
+    vendor: Vendor,
+    status: VendorStatus,
+    *,
+    actor: str,
+    reason: str | None,
+    request_id: str | None,
+) -> Vendor:
+    before = vendor_view(vendor)
+    vendor.status = status
+    now = datetime.now(UTC)
+    if status is VendorStatus.APPROVED:
+        vendor.approved_at, vendor.suspended_at = vendor.approved_at or now, None
+    elif status is VendorStatus.SUSPENDED:
+        vendor.suspended_at = now
+    _audit_change(
+        session,
+        vendor,
+        f"vendor.{status.value.lower()}",
+        before,
+        actor=actor,
+        request_id=request_id,
+        reason=reason,
+    )
+    return vendor
+
+
+async def set_billing(
+    session: AsyncSession,
+    vendor: Vendor,
+    *,
+    billing_mode: BillingMode,
+    credit_limit_minor: int,
+    actor: str,
+    request_id: str | None,
+) -> Vendor:
+    before = vendor_view(vendor)
+    vendor.billing_mode, vendor.credit_limit_minor = billing_mode, credit_limit_minor
+    await session.flush()
+    await ledger.sync_wallet_limits(session, vendor)
+    _audit_change(session, vendor, "vendor.billing", before, actor=actor, request_id=request_id)
+    return vendor
+
+
+async def set_markup(
+    session: AsyncSession, vendor: Vendor, *, markup_bps: int | None, actor: str, request_id: str | None
+) -> Vendor:
+    before = vendor_view(vendor)
+    vendor.markup_bps = markup_bps
+    _audit_change(session, vendor, "vendor.markup", before, actor=actor, request_id=request_id)
+    return vendor
+
+
+async def issue_api_key(
+    session: AsyncSession,
+    vendor: Vendor,
+    *,
+    name: str,
+    actor: str,
+    request_id: str | None,
+    created_by_user_id: uuid.UUID | None = None,
+    created_by_vendor_user_id: uuid.UUID | None = None,
+) -> tuple[ApiKey, str]:
+    """Returns the row and the plaintext key, which exists nowhere else and is shown once."""
+    new = api_keys.generate()
+    key = ApiKey(
+        vendor_id=vendor.id,
+        name=name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        created_by_user_id=created_by_user_id,
+        created_by_vendor_user_id=created_by_vendor_user_id,
+    )
+    session.add(key)
+    await session.flush()
+    record_action(
+        session,
+        actor=actor,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=key.id,
+        after={"vendor_id": str(vendor.id), "prefix": key.prefix, "name": name},
+        request_id=request_id,
+    )
+    return key, new.plaintext
+
+
+async def revoke_api_key(
+    session: AsyncSession, vendor_id: uuid.UUID, key_id: uuid.UUID, *, actor: str, request_id: str | None
+) -> ApiKey:
+    key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.vendor_id == vendor_id))
+    if key is None:
+        raise AppError("NOT_FOUND", f"no API key {key_id} for this vendor")
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+        record_action(
+            session,
+            actor=actor,
+            action="api_key.revoke",
+            target_type="api_key",
+            target_id=key.id,
+            after={"prefix": key.prefix},
+            request_id=request_id,
+        )
+    return key
+
+
+async def add_member(
+    session: AsyncSession,
+    vendor: Vendor,
+    *,
+    email: str,
+    password: str,
+    role: VendorUserRole,
+    actor: str,
+    request_id: str | None,
+) -> VendorUser:
+    taken = await session.scalar(
+        select(VendorUser.id).where(
+            func.lower(VendorUser.email) == email.lower(), VendorUser.deleted_at.is_(None)
+        )
+    )
+    if taken:
+        raise AppError("EMAIL_ALREADY_REGISTERED", f"{email} already belongs to a vendor team")
+    member = VendorUser(vendor_id=vendor.id, email=email, password_hash=hash_password(password), role=role)
+    session.add(member)
+    await session.flush()
+    record_action(
+        session,
+        actor=actor,
+        action="vendor_user.create",
+        target_type="vendor_user",
+        target_id=member.id,
+        after={"email": email, "role": role.value},
+        request_id=request_id,
+    )
+    return member

@@ -1,0 +1,179 @@
+"""The order workflow (`order-{id}`). B2B: hold the vendor price on the wallet → provision at eSIM Go →
+store the eSIMs → post the hold → COMPLETED; a permanent supplier failure voids the hold → FAILED."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        CREATE_ORDER_RECORD,
+        FETCH_INSTALL_DETAILS,
+        HOLD_FUNDS,
+        PLACE_SUPPLIER_ORDER,
+        POST_HOLD,
+        SET_ORDER_STATUS,
+        STORE_ESIMS,
+        VOID_HOLD,
+        EsimInstall,
+        OrderInput,
+        StatusChange,
+        StoreEsims,
+        SupplierOrderRef,
+    )
+    from ttelgo.models.orders import OrderStatus
+
+ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+CHANNEL = SearchAttributeKey.for_keyword("Channel")
+VENDOR_ID = SearchAttributeKey.for_keyword("VendorId")
+BUNDLE_NAME = SearchAttributeKey.for_keyword("BundleName")
+
+# Database and ledger steps are short and idempotent: local activities, without a task-queue round trip.
+LOCAL_STEP = {"start_to_close_timeout": timedelta(seconds=30)}
+SUPPLIER_RETRIES = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=20
+)
+
+
+def order_workflow_id(order_id: object) -> str:
+    return f"order-{order_id}"
+
+
+def search_attributes(order: OrderInput, status: OrderStatus) -> TypedSearchAttributes:
+    """No personal data here: ids, status, channel and the bundle only."""
+    values = {
+        ORDER_ID: str(order.order_id),
+        ORDER_STATUS: status.value,
+        CHANNEL: order.channel.value,
+        BUNDLE_NAME: order.bundle_code,
+    }
+    if order.vendor_id:
+        values[VENDOR_ID] = str(order.vendor_id)
+    return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in values.items()])
+
+
+class Acceptance(BaseModel):
+    """Whether the order got past its money check; the API answers from this (e.g. 402)."""
+
+    accepted: bool
+    code: str | None = None
+    detail: str | None = None
+
+
+class OrderProgress(BaseModel):
+    status: OrderStatus
+    step: str
+    accepted: bool | None = None  # None until the money check is done
+    failure_code: str | None = None
+    failure_reason: str | None = None
+
+    def acceptance(self) -> Acceptance:
+        return Acceptance(accepted=bool(self.accepted), code=self.failure_code, detail=self.failure_reason)
+
+
+@workflow.defn(name="Order")
+class OrderWorkflow:
+    def __init__(self) -> None:
+        self._progress = OrderProgress(status=OrderStatus.CREATED, step="recording the order")
+
+    @workflow.run
+    async def run(self, order: OrderInput) -> OrderProgress:
+        self._order = order
+        await workflow.execute_local_activity(CREATE_ORDER_RECORD, order, **LOCAL_STEP)
+        if await self._hold_funds():
+            await self._fulfil()
+        # The `accepted` update may still be answering; let it finish before the run closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._progress
+
+    async def _fulfil(self) -> None:
+        order = self._order
+        await self._move_to(OrderStatus.PROVISIONING, "ordering at eSIM Go")
+        try:
+            esims = await self._provision()
+        except ActivityError as failure:
+            self._progress.step = "releasing the held funds"
+            await workflow.execute_local_activity(VOID_HOLD, order, **LOCAL_STEP)
+            await self._move_to(OrderStatus.FAILED, "done", *_reason(failure))
+            return
+        self._progress.step = "charging the wallet"
+        await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
+        await self._move_to(OrderStatus.COMPLETED, "done")
+        workflow.logger.info("order completed with %d eSIM(s)", len(esims))
+
+    @workflow.update
+    async def accepted(self) -> Acceptance:
+        await workflow.wait_condition(lambda: self._progress.accepted is not None)
+        return self._progress.acceptance()
+
+    @workflow.query
+    def status(self) -> OrderProgress:
+        return self._progress
+
+    async def _hold_funds(self) -> bool:
+        self._progress.step = "holding funds on the wallet"
+        try:
+            await workflow.execute_local_activity(HOLD_FUNDS, self._order, **LOCAL_STEP)
+        except (ActivityError, ApplicationError) as refused:  # a local activity's failure may come unwrapped
+            code, reason = _reason(refused)
+            # All at once: the `accepted` update answers as soon as `accepted` is set.
+            self._progress = self._progress.model_copy(
+                update={"accepted": False, "failure_code": code, "failure_reason": reason}
+            )
+            await self._move_to(OrderStatus.FAILED, "done", code, reason)
+            return False
+        self._progress.accepted = True
+        return True
+
+    async def _provision(self) -> list[EsimInstall]:
+        ref: SupplierOrderRef = await workflow.execute_activity(
+            PLACE_SUPPLIER_ORDER,
+            self._order,
+            result_type=SupplierOrderRef,
+            task_queue=self._order.supplier_task_queue,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=SUPPLIER_RETRIES,
+        )
+        esims = ref.esims
+        if len(esims) < self._order.quantity:  # the supplier finishes large orders later
+            self._progress.step = "reading the install details"
+            esims = await workflow.execute_activity(
+                FETCH_INSTALL_DETAILS,
+                ref,
+                result_type=list[EsimInstall],
+                task_queue=self._order.supplier_task_queue,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=SUPPLIER_RETRIES,
+            )
+        self._progress.step = "storing the eSIMs"
+        batch = StoreEsims(order_id=self._order.order_id, bundle_code=self._order.bundle_code, esims=esims)
+        await workflow.execute_local_activity(STORE_ESIMS, batch, **LOCAL_STEP)
+        return esims
+
+    async def _move_to(
+        self, status: OrderStatus, step: str, code: str | None = None, reason: str | None = None
+    ) -> None:
+        change = StatusChange(
+            order_id=self._order.order_id, status=status, failure_code=code, failure_reason=reason
+        )
+        await workflow.execute_local_activity(SET_ORDER_STATUS, change, **LOCAL_STEP)
+        self._progress = self._progress.model_copy(
+            update={"status": status, "step": step, "failure_code": code, "failure_reason": reason}
+        )
+        workflow.upsert_search_attributes(
+            [p.key.value_set(p.value) for p in search_attributes(self._order, status)]
+        )
+
+
+def _reason(failure: ActivityError | ApplicationError) -> tuple[str, str]:
+    cause = failure.cause if isinstance(failure, ActivityError) else failure
+    if isinstance(cause, ApplicationError):
+        return cause.type or "FAILED", cause.message
+    return "FAILED", str(cause or failure)
