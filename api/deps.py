@@ -74,6 +74,18 @@ async def require_admin(request: Request, session: Session) -> AdminCaller:
     return AdminCaller(user.id, user.email)
 
 
+async def require_user(request: Request, session: Session) -> User:
+    """A logged-in customer or staff member (users table)."""
+    claims = _claims(request)
+    if claims.kind not in (PrincipalKind.CUSTOMER, PrincipalKind.ADMIN):
+        raise AppError("FORBIDDEN", "this endpoint is for customers")
+    user = await session.get(User, claims.subject)
+    if user is None or user.deleted_at or not user.is_active:
+        raise _unauthenticated("the account behind this token is no longer active", "TOKEN_INVALID")
+    await session.commit()
+    return user
+
+
 @dataclass(frozen=True)
 class VendorCaller:
     vendor_id: uuid.UUID

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
 
     jwt_secret: str | None = None
     jwt_access_ttl_minutes: int = Field(default=30, ge=1)
+    jwt_refresh_ttl_days: int = Field(default=30, ge=1)
     ttelgo_admin_email: str = "admin@example.com"
     ttelgo_admin_password: str | None = None
 
