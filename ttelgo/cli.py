@@ -79,3 +79,33 @@ def admin_create_user(
 
     created = asyncio.run(run())
     console.print(f"[green]admin {email} {'created' if created else 'updated'}[/]")
+
+
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify the ledger's invariants; exit 1 when any is broken."""
+    from ttelgo import ledger
+
+    url = _database_url()
+
+    async def run() -> tuple[list[str], ledger.LedgerSize]:
+        engine = create_engine(url, pool_size=1)
+        try:
+            # One REPEATABLE READ snapshot, so totals and transfers are read as of the same moment.
+            async with session_factory(engine)() as session:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                return await ledger.check_invariants(session), await ledger.ledger_size(session)
+        finally:
+            await engine.dispose()
+
+    violations, size = asyncio.run(run())
+    if violations:
+        for violation in violations:
+            console.print(f"[red]✗[/] {violation}", highlight=False)
+        console.print(f"[red]{len(violations)} ledger violation(s)[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]ledger OK: {size.accounts} accounts, {size.transfers} transfers[/]")

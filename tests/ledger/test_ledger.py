@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from tests.ledger.support import (
     CURRENCY,
@@ -26,7 +28,7 @@ from tests.ledger.support import (
     totals,
     violations,
 )
-from ttelgo import ledger
+from ttelgo import cli, ledger
 from ttelgo.db import create_engine
 from ttelgo.errors import AppError
 from ttelgo.ledger import (
@@ -341,6 +343,7 @@ async def test_replaying_the_same_fields_returns_the_same_transfer(books: Books)
         {"code": "other"},
         {"metadata": {"a": 1}},
         {"entry_type": T.ADJUSTMENT},
+        {"timeout_at": datetime(2030, 1, 1, tzinfo=UTC)},
         {"pending": True},
     ],
 )
@@ -574,3 +577,23 @@ async def test_check_invariants_reports_a_twice_resolved_hold(books: Books) -> N
         )
     problems = await violations(books.sessions)
     assert any("resolved more than once" in p for p in problems), problems
+
+
+async def test_cli_ledger_check(books: Books, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    await _busy_books(books)
+    monkeypatch.setattr(cli, "_database_url", lambda: database_url)
+
+    async def check() -> tuple[int, str]:
+        # In a thread: the command runs its own event loop.
+        result = await asyncio.to_thread(CliRunner().invoke, cli.app, ["ledger", "check"])
+        return result.exit_code, result.output
+
+    assert await check() == (0, "ledger OK: 5 accounts, 4 transfers\n")
+    async with books.sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE accounts SET debits_posted_minor = debits_posted_minor + 5 WHERE id = :id"),
+            {"id": books.card},
+        )
+    code, output = await check()
+    assert code == 1 and "sum to zero" in output and "cached totals" in output
+    assert "2 ledger violation(s)" in output

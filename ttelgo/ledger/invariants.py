@@ -1,6 +1,8 @@
 """Whole-ledger checks: the books balance, cached totals match the transfers, floors and statements hold.
 
-Read-only and meant for a quiet moment (a CLI run, a test): it reads many rows, takes no locks.
+Read-only and lock-free. Each rule is one SQL statement, so each sees one consistent snapshot even under
+READ COMMITTED while transfers keep committing; it scans every account and transfer, so run it from a
+CLI or a test, not per request.
 """
 
 from __future__ import annotations

@@ -117,6 +117,8 @@ def _check_amount(amount_minor: int) -> None:
 async def _run(
     sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[Transfer]]
 ) -> Transfer:
+    """`work` in a transaction of its own, rerun on 40001/40P01 (with jittered backoff) and after losing
+    an insert race on the same id or hold (at once: the rerun finds the winner's row)."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             async with sessions() as session, session.begin():
