@@ -1,8 +1,5 @@
 """Fixtures that run the eSIM Go simulator for real (uvicorn on a free loopback port) and a callback receiver."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,35 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from ttelgo.sandbox.esimgo_sim import SimConfig, create_app
+from ttelgo.sandbox.threaded_server import serve_in_thread
 
 API_KEY = "contract-test-key"
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread on a free 127.0.0.1 port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # the OS picks the port, so parallel runs never collide
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @dataclass
@@ -102,7 +76,7 @@ class Sim:
 @contextmanager
 def running_sim(config: SimConfig, timeout: float = 10.0) -> Iterator[Sim]:
     with (
-        serve(create_app(config)) as base,
+        serve_in_thread(create_app(config)) as base,
         httpx.Client(base_url=f"{base}/v2.4", headers={"X-API-Key": config.api_key}, timeout=timeout) as api,
         httpx.Client(base_url=f"{base}/_sim", timeout=timeout) as admin,
     ):
@@ -112,7 +86,7 @@ def running_sim(config: SimConfig, timeout: float = 10.0) -> Iterator[Sim]:
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[CallbackReceiver]:
     rec = CallbackReceiver()
-    with serve(rec.app()) as base:
+    with serve_in_thread(rec.app()) as base:
         rec.url = f"{base}/callbacks"
         yield rec
 

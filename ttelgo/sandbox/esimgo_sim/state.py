@@ -403,17 +403,17 @@ class SimState:
                 current.start_time = now
                 current.end_time = now + timedelta(days=current.bundle.duration_days)
                 current.state = BundleState.ACTIVE
-            if not esim.first_use_sent:
-                esim.first_use_sent = True
-                events.append(UsageEvent(AlertType.FIRST_USE, None, iccid, copy.copy(current)))
-            if current.bundle.unlimited:
-                current.used_bytes += left
-                left = 0
-                break
-            take = min(left, current.remaining_bytes)
-            current.remaining_bytes -= take
+            # FirstUse reports the bundle as it stands after that first consumption, like the live service.
+            first_use, esim.first_use_sent = not esim.first_use_sent, True
+            take = left if current.bundle.unlimited else min(left, current.remaining_bytes)
+            if not current.bundle.unlimited:
+                current.remaining_bytes -= take
             current.used_bytes += take
             left -= take
+            if first_use:
+                events.append(UsageEvent(AlertType.FIRST_USE, None, iccid, copy.copy(current)))
+            if current.bundle.unlimited:
+                break
             for t in UTILISATION_THRESHOLDS:
                 if t not in current.thresholds_sent and current.used_bytes * 100 >= t * current.initial_bytes:
                     current.thresholds_sent.add(t)
