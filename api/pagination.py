@@ -25,11 +25,12 @@ class PageParams:
     page: int
     page_size: int
 
-    async def fetch(self, session: AsyncSession, query: Select[Any]) -> tuple[list[Any], int]:
-        """Runs `query` for this page (scalars) and counts all its rows."""
+    async def fetch_page(self, session: AsyncSession, query: Select[Any], schema: type[T]) -> Page[T]:
+        """Runs `query` for this page, counts all its rows, and shapes each row with `schema`."""
         total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
         rows = await session.scalars(query.limit(self.page_size).offset((self.page - 1) * self.page_size))
-        return list(rows), int(total or 0)
+        items = [schema.model_validate(row) for row in rows]  # type: ignore[attr-defined]
+        return Page[schema](items=items, page=self.page, page_size=self.page_size, total=int(total or 0))  # type: ignore[valid-type]
 
 
 def _page_params(

@@ -54,13 +54,7 @@ async def list_vendors(
     query = select(Vendor).where(Vendor.deleted_at.is_(None)).order_by(Vendor.created_at.desc(), Vendor.id)
     if status:
         query = query.where(Vendor.status == status)
-    rows, total = await paging.fetch(session, query)
-    return Page(
-        items=[VendorOut.model_validate(v) for v in rows],
-        page=paging.page,
-        page_size=paging.page_size,
-        total=total,
-    )
+    return await paging.fetch_page(session, query, VendorOut)
 
 
 @router.post("", status_code=201, response_model=VendorDetail, summary="Onboard a vendor (status PENDING)")

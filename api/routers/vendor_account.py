@@ -46,13 +46,7 @@ async def statement(caller: AnyVendor, session: Session, paging: Paging) -> Page
         .where(VendorLedgerEntry.vendor_id == caller.vendor_id)
         .order_by(VendorLedgerEntry.id.desc())
     )
-    rows, total = await paging.fetch(session, query)
-    return Page(
-        items=[LedgerEntryOut.model_validate(r) for r in rows],
-        page=paging.page,
-        page_size=paging.page_size,
-        total=total,
-    )
+    return await paging.fetch_page(session, query, LedgerEntryOut)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], summary="My API keys (prefixes only)")

@@ -193,13 +193,7 @@ async def list_orders(
         query = query.where(Order.created_at >= created_from)
     if created_to:
         query = query.where(Order.created_at < created_to)
-    rows, total = await paging.fetch(session, query.order_by(Order.created_at.desc(), Order.id))
-    return Page(
-        items=[OrderOut.model_validate(o) for o in rows],
-        page=paging.page,
-        page_size=paging.page_size,
-        total=total,
-    )
+    return await paging.fetch_page(session, query.order_by(Order.created_at.desc(), Order.id), OrderOut)
 
 
 @router.get("/{order_id}", response_model=OrderDetail, summary="One order: live progress while it runs")

@@ -57,6 +57,14 @@ async def test_order_completes_with_esims_and_debits_the_vendor_price(b2b: B2B) 
 
     listed = (await b2b.api.get("/api/v1/vendor/orders", headers=vendor.headers)).json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == order["id"]
+    for params, expected in (
+        ({"status": "COMPLETED"}, 1),
+        ({"status": "FAILED"}, 0),
+        ({"created_from": order["created_at"]}, 1),
+        ({"created_to": order["created_at"]}, 0),
+    ):
+        filtered = await b2b.api.get("/api/v1/vendor/orders", params=params, headers=vendor.headers)
+        assert filtered.json()["total"] == expected, params
     esims = (await b2b.api.get(f"/api/v1/vendor/orders/{order['id']}/esims", headers=vendor.headers)).json()
     assert {e["iccid"] for e in esims} == {e["iccid"] for e in order["esims"]}
 
