@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Request, Response
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.problems import problem
 from ttelgo.errors import AppError
@@ -107,11 +109,13 @@ async def idempotent(request: Request, scope: str, handler: Callable[[], Awaitab
     try:
         response = await handler()
     except AppError as exc:
+        if exc.spec.status >= 500:  # a transient failure: free the key so the retry runs again
+            await _release(sessions, claimed)
+            raise
         # A business answer (402, 404, …) is the result of this request: replay it too.
         response = problem(request, exc.spec, exc.detail, extra=exc.extra, headers=exc.headers)
     except BaseException:
-        async with sessions() as session, session.begin():
-            await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == claimed))
+        await _release(sessions, claimed)
         raise
     async with sessions() as session, session.begin():
         await session.execute(
@@ -125,6 +129,11 @@ async def idempotent(request: Request, scope: str, handler: Callable[[], Awaitab
             )
         )
     return response
+
+
+async def _release(sessions: async_sessionmaker[AsyncSession], record_id: uuid.UUID) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
 
 
 def _replay(record: IdempotencyRecord) -> Response:

@@ -109,7 +109,7 @@ async def _start_and_accept(request: Request, order: OrderInput) -> tuple[Workfl
         # A retried request for an order that has already finished: its result says how it went.
         handle = client.get_workflow_handle(order.workflow_id, result_type=OrderProgress)
         return handle, (await handle.result()).acceptance()
-    except (TimeoutError, RPCError) as exc:
+    except (TimeoutError, RPCError, RuntimeError) as exc:  # RuntimeError: the lazy client cannot connect
         raise AppError(
             "SERVICE_UNAVAILABLE",
             "the order is queued but not confirmed; retry with the same key",

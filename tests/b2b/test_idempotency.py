@@ -9,7 +9,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from tests.b2b.conftest import B2B
+from tests.support.stack import api_client
 from ttelgo.models import IdempotencyRecord, Order
+from ttelgo.sandbox.processes import free_port
 
 
 async def _orders(b2b: B2B) -> int:
@@ -88,3 +90,19 @@ async def test_a_business_refusal_is_replayed_too(b2b: B2B) -> None:
     await b2b.adjust(vendor.id, 10_000)
     replay = await b2b.order(vendor, key=key)
     assert replay.status_code == 402 and replay.content == refused.content
+
+
+async def test_a_transient_failure_is_not_replayed(b2b: B2B) -> None:
+    vendor = await b2b.new_vendor(balance=10_000)
+    key = str(uuid.uuid4())
+    temporal_down = b2b.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with api_client(temporal_down) as api:
+        outage = await api.post(
+            "/api/v1/vendor/orders",
+            json={"bundle_code": "esim_1GB_7D_FR_V2", "quantity": 1},
+            headers={**vendor.headers, "Idempotency-Key": key},
+        )
+    assert outage.status_code == 503 and outage.json()["code"] == "SERVICE_UNAVAILABLE"
+    retried = await b2b.order(vendor, key=key)
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert b2b.sim.stats()["orders"]["transactions"] == 1
