@@ -97,7 +97,7 @@ class OrderWorkflow:
         await self._move_to(OrderStatus.PROVISIONING, "ordering at eSIM Go")
         try:
             esims = await self._provision()
-        except ActivityError as failure:
+        except (ActivityError, ApplicationError) as failure:
             self._progress.step = "releasing the held funds"
             await workflow.execute_local_activity(VOID_HOLD, order, **LOCAL_STEP)
             await self._move_to(OrderStatus.FAILED, "done", *_reason(failure))
