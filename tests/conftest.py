@@ -4,6 +4,8 @@ a Temporal dev server, a time-skipping Temporal test server, all on free ports."
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -44,8 +46,10 @@ class Postgres:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    root = tmp_path_factory.mktemp("postgres")
+def postgres() -> Iterator[Postgres]:
+    # Not under pytest's tmp dir: another pytest run resets its permissions to 0700, which locks out
+    # the unprivileged user PostgreSQL runs as.
+    root = Path(tempfile.mkdtemp(prefix="ttelgo-test-pg-"))
     port = free_port()
     process = start_postgres(root / "data", port, root / "postgres.log", options=FAST_UNSAFE_OPTIONS)
     server = Postgres(port, process)
@@ -55,6 +59,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
         yield server
     finally:
         process.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,6 +92,13 @@ def stop_and_assert_nothing_left(proc: subprocess.Popen[str]) -> str:
     _, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], f"left behind: {[p.pid for p in alive]}"
     return output
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's tmp dir, whose permissions a concurrent pytest run resets (see tests/conftest.py)."""
+    with tempfile.TemporaryDirectory(prefix="ttelgo-e2e-") as directory:
+        yield Path(directory)
 
 
 def test_dev_stack_runs_restarts_with_its_data_and_stops_clean(tmp_path: Path) -> None:
