@@ -30,6 +30,11 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(db_session)]
 
 
+def request_id(request: Request) -> str | None:
+    """The id RequestIdMiddleware gave this request, for audit rows."""
+    return getattr(request.state, "request_id", None)
+
+
 def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 

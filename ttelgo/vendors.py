@@ -5,6 +5,7 @@ Every function works inside the caller's transaction and writes its audit row th
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -160,6 +161,25 @@ async def set_markup(
     vendor.markup_bps = markup_bps
     _audit_change(session, vendor, "vendor.markup", before, actor=actor, request_id=request_id)
     return vendor
+
+
+def set_webhook(
+    session: AsyncSession, vendor: Vendor, *, url: str | None, actor: str, request_id: str | None
+) -> None:
+    """Point order events at `url` with a fresh signing secret (none when the URL is cleared)."""
+    before = {"webhook_url": vendor.webhook_url}
+    vendor.webhook_url = url
+    vendor.webhook_secret = ("whsec_" + secrets.token_hex(24)) if url else None
+    record_action(
+        session,
+        actor=actor,
+        action="vendor.webhook",
+        target_type="vendor",
+        target_id=vendor.id,
+        before=before,
+        after={"webhook_url": url},
+        request_id=request_id,
+    )
 
 
 async def issue_api_key(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from api.deps import Admin, Session
+from api.deps import Admin, Session, request_id
 from api.idempotency import idempotent
 from api.pagination import Page, Paging
 from api.schemas.vendors import (
@@ -34,10 +34,6 @@ from ttelgo.errors import AppError
 from ttelgo.models import AccountKind, ApiKey, LedgerEntryType, Vendor, VendorStatus, VendorUserRole
 
 router = APIRouter(prefix="/api/v1/admin/vendors", tags=["admin: vendors"])
-
-
-def _request_id(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
 
 
 async def _detail(session: Session, vendor: Vendor) -> VendorDetail:
@@ -70,7 +66,7 @@ async def create_vendor(request: Request, body: VendorCreate, admin: Admin) -> R
                 credit_limit_minor=body.credit_limit_minor,
                 currency=body.currency,
                 markup_bps=body.markup_bps,
-                request_id=_request_id(request),
+                request_id=request_id(request),
             )
             if body.owner_email and body.owner_password:
                 await vendors.add_member(
@@ -80,7 +76,7 @@ async def create_vendor(request: Request, body: VendorCreate, admin: Admin) -> R
                     password=body.owner_password,
                     role=VendorUserRole.OWNER,
                     actor=admin.actor,
-                    request_id=_request_id(request),
+                    request_id=request_id(request),
                 )
             detail = await _detail(session, vendor)
         return JSONResponse(
@@ -108,7 +104,7 @@ async def _change_status(
     async with session.begin():
         vendor = await vendors.get_vendor(session, vendor_id, lock=True)
         await vendors.set_status(
-            session, vendor, status, actor=admin.actor, reason=reason, request_id=_request_id(request)
+            session, vendor, status, actor=admin.actor, reason=reason, request_id=request_id(request)
         )
     return await _detail(session, vendor)
 
@@ -145,7 +141,7 @@ async def update_billing(
             billing_mode=body.billing_mode,
             credit_limit_minor=body.credit_limit_minor,
             actor=admin.actor,
-            request_id=_request_id(request),
+            request_id=request_id(request),
         )
     return await _detail(session, vendor)
 
@@ -157,7 +153,7 @@ async def update_markup(
     async with session.begin():
         vendor = await vendors.get_vendor(session, vendor_id, lock=True)
         await vendors.set_markup(
-            session, vendor, markup_bps=body.markup_bps, actor=admin.actor, request_id=_request_id(request)
+            session, vendor, markup_bps=body.markup_bps, actor=admin.actor, request_id=request_id(request)
         )
     return await _detail(session, vendor)
 
@@ -201,7 +197,7 @@ async def adjust_balance(
                 target_id=vendor.id,
                 after={"amount_minor": body.amount_minor, "transfer_id": transfer.id},
                 reason=body.reason,
-                request_id=_request_id(request),
+                request_id=request_id(request),
             )
             detail = await _detail(session, vendor)
         return JSONResponse(detail.model_dump(mode="json"))
@@ -236,7 +232,7 @@ async def create_key(
             vendor,
             name=body.name,
             actor=admin.actor,
-            request_id=_request_id(request),
+            request_id=request_id(request),
             created_by_user_id=admin.user_id,
         )
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=plaintext)
@@ -248,7 +244,7 @@ async def revoke_key(
 ) -> Response:
     async with session.begin():
         await vendors.revoke_api_key(
-            session, vendor_id, key_id, actor=admin.actor, request_id=_request_id(request)
+            session, vendor_id, key_id, actor=admin.actor, request_id=request_id(request)
         )
     return Response(status_code=204)
 
@@ -268,6 +264,6 @@ async def add_member(
             password=body.password,
             role=body.role,
             actor=admin.actor,
-            request_id=_request_id(request),
+            request_id=request_id(request),
         )
     return MemberOut.model_validate(member)

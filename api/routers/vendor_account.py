@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 
-from api.deps import AnyVendor, Session, VendorCaller, require_vendor_member
+from api.deps import AnyVendor, Session, VendorCaller, request_id, require_vendor_member
 from api.pagination import Page, Paging
 from api.schemas.orders import LedgerEntryOut
 from api.schemas.vendors import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, WalletOut, WebhookOut, WebhookUpdate
 from ttelgo import ledger, vendors
-from ttelgo.audit import record_action
 from ttelgo.errors import AppError
 from ttelgo.models import ApiKey, VendorLedgerEntry, VendorUserRole
 
@@ -67,7 +65,7 @@ async def create_key(request: Request, body: ApiKeyCreate, member: Member, sessi
             vendor,
             name=body.name,
             actor=member.actor,
-            request_id=getattr(request.state, "request_id", None),
+            request_id=request_id(request),
             created_by_vendor_user_id=member.vendor_user_id,
         )
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=plaintext)
@@ -82,7 +80,7 @@ async def revoke_key(request: Request, key_id: uuid.UUID, member: Member, sessio
             member.vendor_id,
             key_id,
             actor=member.actor,
-            request_id=getattr(request.state, "request_id", None),
+            request_id=request_id(request),
         )
     return Response(status_code=204)
 
@@ -92,17 +90,11 @@ async def set_webhook(request: Request, body: WebhookUpdate, member: Member, ses
     _manager(member)
     async with session.begin():
         vendor = await vendors.get_vendor(session, member.vendor_id, lock=True)
-        before = {"webhook_url": vendor.webhook_url}
-        vendor.webhook_url = str(body.url) if body.url else None
-        vendor.webhook_secret = ("whsec_" + secrets.token_hex(24)) if body.url else None
-        record_action(
+        vendors.set_webhook(
             session,
+            vendor,
+            url=str(body.url) if body.url else None,
             actor=member.actor,
-            action="vendor.webhook",
-            target_type="vendor",
-            target_id=vendor.id,
-            before=before,
-            after={"webhook_url": vendor.webhook_url},
-            request_id=getattr(request.state, "request_id", None),
+            request_id=request_id(request),
         )
     return WebhookOut(url=vendor.webhook_url, secret=vendor.webhook_secret)
