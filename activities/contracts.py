@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from ttelgo.esimgo.callbacks import UsageCallback
-from ttelgo.models.orders import Channel, OrderStatus
+from ttelgo.models.orders import Channel, OrderStatus, PaymentPurpose, PaymentStatus
 
 SYNC_CATALOGUE = "catalogue.sync"
 
@@ -60,10 +60,21 @@ class OrderInput(BaseModel):
     wholesale_unit_minor: int
     customer_reference: str | None = None
     supplier_task_queue: str
+    payment_window_s: int = 1800  # card orders: how long the customer has to pay
 
     @property
     def total_minor(self) -> int:
         return self.unit_price_minor * self.quantity
+
+    def payment(self) -> PaymentRequest:
+        return PaymentRequest(
+            payment_id=self.order_id,
+            workflow_id=self.workflow_id,
+            purpose=PaymentPurpose.ORDER,
+            order_id=self.order_id,
+            amount_minor=self.total_minor,
+            currency=self.currency,
+        )
 
 
 class StatusChange(BaseModel):
@@ -89,3 +100,62 @@ class StoreEsims(BaseModel):
     order_id: uuid.UUID
     bundle_code: str
     esims: list[EsimInstall]
+
+
+# -- card payments -------------------------------------------------------------------------------------
+OPEN_PAYMENT = "payments.open"
+CANCEL_PAYMENT = "payments.cancel"
+RECORD_PAYMENT = "payments.record"
+REFUND_PAYMENT = "payments.refund"
+QUEUE_ESIMS_READY = "notifications.esims_ready"
+CREDIT_TOPUP = "ledger.credit_topup"
+
+
+class PaymentRequest(BaseModel):
+    """A PaymentIntent to open for an order or a wallet top-up; the amount is ours, never the client's."""
+
+    payment_id: uuid.UUID
+    workflow_id: str
+    purpose: PaymentPurpose
+    order_id: uuid.UUID | None = None
+    vendor_id: uuid.UUID | None = None
+    amount_minor: int
+    currency: str
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        ids = {"order_id": self.order_id, "vendor_id": self.vendor_id, "payment_id": self.payment_id}
+        return {"workflow_id": self.workflow_id} | {k: str(v) for k, v in ids.items() if v}
+
+
+class PaymentState(BaseModel):
+    """The payments row moves forward only: a late `processing` never undoes `succeeded`."""
+
+    intent_id: str
+    status: PaymentStatus
+    failure_message: str | None = None
+
+
+class RefundRequest(BaseModel):
+    payment: PaymentRequest
+    intent_id: str
+    reason: str
+
+
+class TopupInput(BaseModel):
+    topup_id: uuid.UUID
+    workflow_id: str
+    vendor_id: uuid.UUID
+    amount_minor: int
+    currency: str
+    payment_window_s: int
+
+    def payment(self) -> PaymentRequest:
+        return PaymentRequest(
+            payment_id=self.topup_id,
+            workflow_id=self.workflow_id,
+            purpose=PaymentPurpose.TOPUP,
+            vendor_id=self.vendor_id,
+            amount_minor=self.amount_minor,
+            currency=self.currency,
+        )

@@ -1,5 +1,5 @@
-"""Money moves of an order on the vendor wallet: hold, then post or void. Transfer ids come from the
-workflow id, so a retried activity finds its own transfer instead of making a second one."""
+"""Money moves on the vendor wallet: an order's hold, then post or void; a paid top-up's credit. Transfer
+ids come from the workflow id, so a retried activity finds its own transfer instead of making a second one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import HOLD_FUNDS, POST_HOLD, VOID_HOLD, OrderInput
+from activities.contracts import CREDIT_TOPUP, HOLD_FUNDS, POST_HOLD, VOID_HOLD, OrderInput, TopupInput
 from ttelgo import ledger
 from ttelgo.models import AccountKind, LedgerEntryType
 
@@ -50,3 +50,21 @@ class LedgerActivities:
     @activity.defn(name=VOID_HOLD)
     async def void_hold(self, order: OrderInput) -> None:
         await ledger.void_pending(self.sessions, f"{order.workflow_id}:void", hold_id(order))
+
+    @activity.defn(name=CREDIT_TOPUP)
+    async def credit_topup(self, topup: TopupInput) -> None:
+        """Card money received (card clearing) becomes wallet balance, exactly once per top-up."""
+        async with self.sessions() as session, session.begin():
+            wallet = await ledger.vendor_wallet(session, topup.vendor_id, topup.currency)
+            clearing = await ledger.platform_account(session, AccountKind.CARD_CLEARING, topup.currency)
+        spec = ledger.TransferSpec(
+            id=f"{topup.workflow_id}:credit",
+            debit_account_id=clearing.id,
+            credit_account_id=wallet.id,
+            amount_minor=topup.amount_minor,
+            currency=topup.currency,
+            code="wallet_topup",
+            entry_type=LedgerEntryType.TOPUP,
+            memo="card top-up",
+        )
+        await ledger.create_transfer(self.sessions, spec)

@@ -50,12 +50,12 @@ class OrderActivities:
     @activity.defn(name=SET_ORDER_STATUS)
     async def set_status(self, change: StatusChange) -> None:
         now = datetime.now(UTC)
-        values: dict[str, object] = {"status": change.status}
-        if change.failure_code or change.failure_reason:
-            values |= {
-                "failure_code": change.failure_code,
-                "failure_reason": (change.failure_reason or "")[:1000],
-            }
+        # The failure fields describe the latest move: a paid order no longer shows its earlier decline.
+        values: dict[str, object] = {
+            "status": change.status,
+            "failure_code": change.failure_code,
+            "failure_reason": change.failure_reason[:1000] if change.failure_reason else None,
+        }
         if change.status is OrderStatus.PAID:
             values["paid_at"] = now
         if change.status is OrderStatus.COMPLETED:

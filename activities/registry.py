@@ -10,9 +10,12 @@ from activities.catalogue import CatalogueActivities
 from activities.esimgo import SupplierActivities
 from activities.esims import EsimActivities
 from activities.ledger import LedgerActivities
+from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
+from ttelgo.payments import StripeGateway
 from ttelgo.settings import Settings
 
 
@@ -25,6 +28,7 @@ class ActivitySet:
 
 async def build_activities(settings: Settings) -> ActivitySet:
     assert settings.database_url and settings.esimgo_api_url and settings.esimgo_api_key
+    assert settings.stripe_secret_key
     engine = create_engine(settings.database_url)
     esimgo = EsimGoClient(
         settings.esimgo_api_url,
@@ -37,9 +41,13 @@ async def build_activities(settings: Settings) -> ActivitySet:
     orders = OrderActivities(sessions)
     money = LedgerActivities(sessions)
     supplier = SupplierActivities(esimgo, sessions)
+    stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
+    payments = PaymentActivities(stripe, sessions)
+    notifications = NotificationActivities(sessions)
 
     async def close() -> None:
         await esimgo.aclose()
+        await stripe.aclose()
         await engine.dispose()
 
     return ActivitySet(
@@ -52,6 +60,12 @@ async def build_activities(settings: Settings) -> ActivitySet:
             money.hold_funds,
             money.post_hold,
             money.void_hold,
+            money.credit_topup,
+            payments.open,
+            payments.cancel,
+            payments.record,
+            payments.refund,
+            notifications.esims_ready,
         ],
         supplier=[supplier.place_order, supplier.fetch_install_details],
         close=close,

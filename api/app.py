@@ -10,11 +10,23 @@ from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.problems import install_problem_handlers
-from api.routers import admin_vendors, auth, catalogue, health, meta, vendor_account, vendor_orders, webhooks
+from api.routers import (
+    admin_vendors,
+    auth,
+    catalogue,
+    health,
+    meta,
+    orders,
+    vendor_account,
+    vendor_orders,
+    vendor_topups,
+    webhooks,
+)
 from ttelgo import temporal
 from ttelgo.catalogue.snapshot import CatalogueCache
 from ttelgo.db import create_engine, session_factory
 from ttelgo.observability import configure_logging
+from ttelgo.payments import StripeGateway
 from ttelgo.settings import Settings, get_settings
 
 
@@ -24,15 +36,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        assert settings.database_url
+        assert settings.database_url and settings.stripe_secret_key
         app.state.engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(app.state.engine)
         app.state.catalogue_cache = CatalogueCache(app.state.sessions)
         # Lazy: the API starts (and /readyz explains) even while Temporal is still coming up.
         app.state.temporal = await temporal.connect(settings, lazy=True)
+        app.state.stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
         try:
             yield
         finally:
+            await app.state.stripe.aclose()
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -51,8 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meta.router,
         auth.router,
         catalogue.router,
+        orders.router,
         vendor_orders.router,
         vendor_account.router,
+        vendor_topups.router,
         admin_vendors.router,
         webhooks.router,
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from ttelgo import migrate
+from ttelgo import dev_payments, migrate
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
 from ttelgo.settings import ConfigurationError, get_settings
@@ -17,6 +19,8 @@ db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 admin_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+dev_app = typer.Typer(help="The local development stack.")
+app.add_typer(dev_app, name="dev")
 console = Console()
 
 
@@ -30,12 +34,37 @@ def _database_url() -> str:
     return url
 
 
-@app.command()
-def dev() -> None:
+@dev_app.callback(invoke_without_command=True)
+def dev(ctx: typer.Context) -> None:
     """Start PostgreSQL, Temporal (+ UI), localstripe, the eSIM Go simulator, the worker and the API."""
+    if ctx.invoked_subcommand:
+        return
     from ttelgo.sandbox.stack import DevStack
 
     raise typer.Exit(DevStack(get_settings()).run())
+
+
+@dev_app.command("pay")
+def dev_pay(
+    order_id: Annotated[uuid.UUID, typer.Argument(help="an order waiting for its card payment")],
+    decline: bool = typer.Option(False, "--decline", help="pay with a card that is declined"),
+) -> None:
+    """Pay a pending card order against localstripe, as Stripe.js would in a browser."""
+    settings = get_settings().resolved()
+    if not settings.stripe_api_base:
+        console.print("[red]dev pay only talks to localstripe; STRIPE_SECRET_KEY points at real Stripe[/]")
+        raise typer.Exit(2)
+    card = "pm_card_chargeCustomerFail" if decline else "pm_card_visa"
+    try:
+        intent = asyncio.run(dev_payments.pay_order(settings, order_id, card))
+    except dev_payments.NothingToPay as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    colour = "green" if intent.status == "succeeded" else "yellow"
+    console.print(
+        f"[{colour}]{intent.id}: {intent.status}[/] ({intent.amount_minor} {intent.currency} with {card}); "
+        "the webhook follows in about a second: GET /api/v1/orders/{id} shows the order move on"
+    )
 
 
 @db_app.command("upgrade")

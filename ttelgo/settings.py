@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9464
 
     catalogue_sync_minutes: int = Field(default=15, ge=1)
+    # How long a card order or top-up waits for its payment before the PaymentIntent is canceled.
+    payment_window_minutes: float = Field(default=30, gt=0)
+    topup_min_minor: int = Field(default=1_000, gt=0)
+    topup_max_minor: int = Field(default=1_000_000, gt=0)
 
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"

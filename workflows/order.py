@@ -1,5 +1,11 @@
-"""The order workflow (`order-{id}`). B2B: hold the vendor price on the wallet → provision at eSIM Go →
-store the eSIMs → post the hold → COMPLETED; a permanent supplier failure voids the hold → FAILED."""
+"""The order workflow (`order-{id}`), one story for both channels.
+
+B2B: hold the vendor price on the wallet → provision at eSIM Go → store the eSIMs → post the hold →
+COMPLETED; a permanent supplier failure voids the hold → FAILED.
+B2C: open a PaymentIntent → PAYMENT_PENDING → paid within the window → PAID → provision → COMPLETED and
+the customer notified; declined → PAYMENT_FAILED, still waiting; window closed or canceled → EXPIRED or
+CANCELED; a permanent supplier failure after payment is refunded through Stripe → REFUNDED.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +23,21 @@ with workflow.unsafe.imports_passed_through():
         HOLD_FUNDS,
         PLACE_SUPPLIER_ORDER,
         POST_HOLD,
+        QUEUE_ESIMS_READY,
+        REFUND_PAYMENT,
         SET_ORDER_STATUS,
         STORE_ESIMS,
         VOID_HOLD,
         EsimInstall,
         OrderInput,
+        RefundRequest,
         StatusChange,
         StoreEsims,
         SupplierOrderRef,
     )
-    from ttelgo.models.orders import OrderStatus
+    from ttelgo.models.orders import Channel, OrderStatus
+    from ttelgo.payments import PaymentEvent
+    from workflows.payment import STRIPE_CALL, CardPayment, Settlement
 
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
@@ -58,12 +69,16 @@ def search_attributes(order: OrderInput, status: OrderStatus) -> TypedSearchAttr
     return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in values.items()])
 
 
+UNPAID = (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING, OrderStatus.PAYMENT_FAILED)
+
+
 class Acceptance(BaseModel):
-    """Whether the order got past its money check; the API answers from this (e.g. 402)."""
+    """Whether the order got past its money check (B2B: the hold; B2C: an open PaymentIntent)."""
 
     accepted: bool
     code: str | None = None
     detail: str | None = None
+    payment_intent_id: str | None = None
 
 
 class OrderProgress(BaseModel):
@@ -72,21 +87,30 @@ class OrderProgress(BaseModel):
     accepted: bool | None = None  # None until the money check is done
     failure_code: str | None = None
     failure_reason: str | None = None
+    payment_intent_id: str | None = None
 
     def acceptance(self) -> Acceptance:
-        return Acceptance(accepted=bool(self.accepted), code=self.failure_code, detail=self.failure_reason)
+        return Acceptance(
+            accepted=bool(self.accepted),
+            code=self.failure_code,
+            detail=self.failure_reason,
+            payment_intent_id=self.payment_intent_id,
+        )
 
 
 @workflow.defn(name="Order")
 class OrderWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, order: OrderInput) -> None:
+        self._order = order
+        self._payment = CardPayment(order.payment(), timedelta(seconds=order.payment_window_s))
         self._progress = OrderProgress(status=OrderStatus.CREATED, step="recording the order")
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderProgress:
-        self._order = order
         await workflow.execute_local_activity(CREATE_ORDER_RECORD, order, **LOCAL_STEP)
-        if await self._hold_funds():
+        funded = await self._hold_funds() if order.channel is Channel.B2B else await self._take_payment()
+        if funded:
             await self._fulfil()
         # The `accepted` update may still be answering; let it finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -98,38 +122,99 @@ class OrderWorkflow:
         try:
             esims = await self._provision()
         except (ActivityError, ApplicationError) as failure:
-            self._progress.step = "releasing the held funds"
-            await workflow.execute_local_activity(VOID_HOLD, order, **LOCAL_STEP)
-            await self._move_to(OrderStatus.FAILED, "done", *_reason(failure))
+            await self._give_money_back(failure)
             return
-        self._progress.step = "charging the wallet"
-        await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
+        if order.channel is Channel.B2B:
+            self._progress.step = "charging the wallet"
+            await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
         await self._move_to(OrderStatus.COMPLETED, "done")
+        if order.channel is Channel.B2C:
+            await workflow.execute_local_activity(QUEUE_ESIMS_READY, order.order_id, **LOCAL_STEP)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))
+
+    async def _give_money_back(self, failure: ActivityError | ApplicationError) -> None:
+        """Compensation: the wallet hold is voided, a card payment is refunded."""
+        code, reason = _reason(failure)
+        if self._order.channel is Channel.B2B:
+            self._progress.step = "releasing the held funds"
+            await workflow.execute_local_activity(VOID_HOLD, self._order, **LOCAL_STEP)
+            await self._move_to(OrderStatus.FAILED, "done", code, reason)
+            return
+        self._progress.step = "refunding the card payment"
+        assert self._payment.intent_id is not None
+        refund = RefundRequest(
+            payment=self._order.payment(), intent_id=self._payment.intent_id, reason=reason
+        )
+        await workflow.execute_activity(REFUND_PAYMENT, refund, **STRIPE_CALL)
+        await self._move_to(OrderStatus.REFUNDED, "done", code, reason)
 
     @workflow.update
     async def accepted(self) -> Acceptance:
         await workflow.wait_condition(lambda: self._progress.accepted is not None)
         return self._progress.acceptance()
 
+    @workflow.update
+    async def cancel(self) -> OrderProgress:
+        """The buyer gives up an unpaid order; answers once the order has settled either way."""
+        self._payment.cancel()
+        await workflow.wait_condition(lambda: self._progress.status not in UNPAID)
+        return self._progress
+
+    @cancel.validator
+    def _only_unpaid(self) -> None:
+        if self._order.channel is not Channel.B2C or self._progress.status not in UNPAID:
+            raise ApplicationError(
+                f"a {self._progress.status.value} order cannot be canceled", type="ORDER_INVALID_STATE"
+            )
+
+    @workflow.signal
+    def payment_event(self, event: PaymentEvent) -> None:
+        self._payment.on_event(event)
+
     @workflow.query
     def status(self) -> OrderProgress:
         return self._progress
+
+    async def _take_payment(self) -> bool:
+        self._progress.step = "opening the card payment"
+        try:
+            intent = await self._payment.open()
+        except ActivityError as refused:  # Stripe said no to the intent itself
+            await self._refuse(refused)
+            return False
+        self._progress.payment_intent_id = intent.id
+        self._progress.accepted = True
+        await self._move_to(OrderStatus.PAYMENT_PENDING, "waiting for the card payment")
+        settlement = await self._payment.settle(self._declined)
+        if settlement is Settlement.PAID:
+            await self._move_to(OrderStatus.PAID, "paid")
+            return True
+        final = OrderStatus.CANCELED if settlement is Settlement.CANCELED else OrderStatus.EXPIRED
+        await self._move_to(final, "done")
+        return False
+
+    async def _declined(self, reason: str | None) -> None:
+        await self._move_to(
+            OrderStatus.PAYMENT_FAILED, "waiting for another card payment", "PAYMENT_FAILED", reason
+        )
 
     async def _hold_funds(self) -> bool:
         self._progress.step = "holding funds on the wallet"
         try:
             await workflow.execute_local_activity(HOLD_FUNDS, self._order, **LOCAL_STEP)
         except (ActivityError, ApplicationError) as refused:  # a local activity's failure may come unwrapped
-            code, reason = _reason(refused)
-            # All at once: the `accepted` update answers as soon as `accepted` is set.
-            self._progress = self._progress.model_copy(
-                update={"accepted": False, "failure_code": code, "failure_reason": reason}
-            )
-            await self._move_to(OrderStatus.FAILED, "done", code, reason)
+            await self._refuse(refused)
             return False
         self._progress.accepted = True
         return True
+
+    async def _refuse(self, failure: ActivityError | ApplicationError) -> None:
+        code, reason = _reason(failure)
+        # All at once: the `accepted` update answers as soon as `accepted` is set.
+        self._progress = self._progress.model_copy(
+            update={"accepted": False, "failure_code": code, "failure_reason": reason}
+        )
+        await self._move_to(OrderStatus.FAILED, "done", code, reason)
 
     async def _provision(self) -> list[EsimInstall]:
         ref: SupplierOrderRef = await workflow.execute_activity(

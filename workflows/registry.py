@@ -3,5 +3,6 @@
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
 from workflows.order import OrderWorkflow
+from workflows.topup import TopupWorkflow
 
-WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow, OrderWorkflow]
+WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow, OrderWorkflow, TopupWorkflow]

@@ -11,33 +11,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from activities.contracts import OrderInput
 from api.deps import AnyVendor, Session, VendorCaller, vendor_role
 from api.idempotency import idempotency_key, idempotent
+from api.order_views import TERMINAL, esim_qr_response, order_detail, order_id_for, start_and_accept
 from api.pagination import Page, Paging
-from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut, VendorOrderCreate
+from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
 from ttelgo import vendors
 from ttelgo.errors import CATALOGUE, AppError
-from ttelgo.models import Channel, Esim, Order, OrderStatus, VendorUserRole
-from ttelgo.qr import qr_png
-from workflows.order import Acceptance, OrderProgress, OrderWorkflow, order_workflow_id, search_attributes
+from ttelgo.models import Channel, Order, OrderStatus, VendorUserRole
+from workflows.order import order_workflow_id
 
 router = APIRouter(prefix="/api/v1/vendor/orders", tags=["vendor: orders"])
-ORDER_IDS = uuid.UUID("8a4f6f0e-3c1d-4b53-9a52-2f0c8f6b1e10")  # uuid5 namespace: order id from caller + key
-TERMINAL = {
-    OrderStatus.COMPLETED,
-    OrderStatus.FAILED,
-    OrderStatus.EXPIRED,
-    OrderStatus.CANCELED,
-    OrderStatus.REFUNDED,
-    OrderStatus.PARTIALLY_REFUNDED,
-}
-ACCEPT_TIMEOUT_S = 30
 Buyer = Annotated[VendorCaller, Depends(vendor_role(VendorUserRole.DEVELOPER))]
 
 
@@ -52,69 +38,8 @@ async def _own_order(session: Session, caller: VendorCaller, order_id: uuid.UUID
     return order
 
 
-async def _live_progress(request: Request, order: Order) -> LiveProgress | None:
-    if order.status in TERMINAL:
-        return None
-    handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
-    try:
-        progress = await handle.query(OrderWorkflow.status)
-        pending = (await handle.describe()).raw_description.pending_activities
-    except RPCError:
-        return None  # the record alone is still a true answer
-    running = pending[0] if pending else None
-    last_error = running.last_failure.message if running and running.HasField("last_failure") else None
-    return LiveProgress(
-        step=progress.step, attempts=running.attempt if running else None, last_error=last_error
-    )
-
-
 async def _detail(request: Request, session: Session, order: Order) -> OrderDetail:
-    esims = await session.scalars(select(Esim).where(Esim.order_id == order.id).order_by(Esim.iccid))
-    base = f"/api/v1/vendor/orders/{order.id}/esims"
-    return OrderDetail(
-        **OrderOut.model_validate(order).model_dump(),
-        progress=await _live_progress(request, order),
-        esims=[
-            EsimOut(
-                iccid=e.iccid,
-                smdp_address=e.smdp_address,
-                matching_id=e.matching_id,
-                lpa=f"LPA:1${e.smdp_address}${e.matching_id}",
-                qr_code_url=f"{base}/{e.iccid}/qr.png",
-            )
-            for e in esims
-        ],
-    )
-
-
-async def _start_and_accept(request: Request, order: OrderInput) -> tuple[WorkflowHandle, Acceptance]:
-    """Start the order workflow and wait for its money check, atomically (update-with-start)."""
-    client = request.app.state.temporal
-    start = WithStartWorkflowOperation(
-        OrderWorkflow.run,
-        order,
-        id=order.workflow_id,
-        task_queue=request.app.state.settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=search_attributes(order, OrderStatus.CREATED),
-    )
-    try:
-        acceptance = await asyncio.wait_for(
-            client.execute_update_with_start_workflow(OrderWorkflow.accepted, start_workflow_operation=start),
-            ACCEPT_TIMEOUT_S,
-        )
-        return await start.workflow_handle(), acceptance
-    except (WorkflowAlreadyStartedError, WorkflowUpdateFailedError):
-        # A retried request for an order that has already finished: its result says how it went.
-        handle = client.get_workflow_handle(order.workflow_id, result_type=OrderProgress)
-        return handle, (await handle.result()).acceptance()
-    except (TimeoutError, RPCError, RuntimeError) as exc:  # RuntimeError: the lazy client cannot connect
-        raise AppError(
-            "SERVICE_UNAVAILABLE",
-            "the order is queued but not confirmed; retry with the same key",
-            headers={"Retry-After": "2"},
-        ) from exc
+    return await order_detail(request, session, order, f"/api/v1/vendor/orders/{order.id}")
 
 
 @router.post(
@@ -144,7 +69,7 @@ async def create_order(
         async with request.app.state.sessions() as session:
             vendor = await vendors.get_vendor(session, caller.vendor_id)
         # Deterministic from the caller's key: a retry after any failure starts (or finds) the same workflow.
-        order_id = uuid.uuid5(ORDER_IDS, f"{caller.scope}:{idempotency_key(request)}")
+        order_id = order_id_for(caller.scope, idempotency_key(request))
         order = OrderInput(
             order_id=order_id,
             workflow_id=order_workflow_id(order_id),
@@ -158,7 +83,7 @@ async def create_order(
             customer_reference=body.customer_reference,
             supplier_task_queue=request.app.state.settings.esimgo_task_queue,
         )
-        workflow, acceptance = await _start_and_accept(request, order)
+        workflow, acceptance = await start_and_accept(request, order)
         if not acceptance.accepted:
             code = acceptance.code if acceptance.code in CATALOGUE else "ORDER_INVALID_STATE"
             raise AppError(code, acceptance.detail)
@@ -217,9 +142,4 @@ async def order_esims(
     responses={200: {"content": {"image/png": {}}}},
 )
 async def esim_qr(order_id: uuid.UUID, iccid: str, caller: AnyVendor, session: Session) -> Response:
-    await _own_order(session, caller, order_id)
-    esim = await session.scalar(select(Esim).where(Esim.order_id == order_id, Esim.iccid == iccid))
-    if esim is None:
-        raise AppError("ESIM_NOT_FOUND", f"no eSIM {iccid} in order {order_id}")
-    png = qr_png(f"LPA:1${esim.smdp_address}${esim.matching_id}")
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+    return await esim_qr_response(session, await _own_order(session, caller, order_id), iccid)

@@ -4,27 +4,76 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import UsageEvent
 from ttelgo.errors import AppError
 from ttelgo.esimgo.callbacks import InvalidCallback, parse_usage_callback, verify_signature
-from ttelgo.models import WebhookEvent, WebhookEventStatus
+from ttelgo.models import Payment, WebhookEvent, WebhookEventStatus
+from ttelgo.payments import StripeEventError, parse_event, verify_event
 from workflows.esim_usage import EsimUsageWorkflow, usage_workflow_id
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
+PAYMENT_SIGNAL = "payment_event"  # the order and top-up workflows both take Stripe events by this name
 
 
 class WebhookAck(BaseModel):
-    status: str  # accepted | duplicate
+    status: str  # accepted | duplicate | ignored
     event_id: str
+
+
+async def _record_once(
+    request: Request,
+    provider: str,
+    event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    target_workflow_id: str | None,
+) -> bool:
+    """Stores the event unless it is stored already; True while it still has to be handed on."""
+    async with request.app.state.sessions() as session, session.begin():
+        inserted = await session.scalar(
+            insert(WebhookEvent)
+            .values(
+                provider=provider,
+                event_id=event_id,
+                event_type=event_type,
+                payload=payload,
+                target_workflow_id=target_workflow_id,
+            )
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(WebhookEvent.id)
+        )
+        if inserted:
+            return True
+        status = await session.scalar(
+            select(WebhookEvent.status).where(
+                WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
+            )
+        )
+    return status is WebhookEventStatus.RECEIVED  # an earlier delivery stopped before handing it on
+
+
+async def _mark(
+    request: Request, provider: str, event_id: str, status: WebhookEventStatus, error: str | None = None
+) -> None:
+    async with request.app.state.sessions() as session, session.begin():
+        await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
+            .values(status=status, error=error, processed_at=datetime.now(UTC))
+        )
 
 
 @router.post(
@@ -46,29 +95,8 @@ async def esimgo_callback(request: Request) -> WebhookAck:
     # eSIM Go sends no event id; a redelivery carries the same bytes, so the body's hash identifies it.
     event_id = hashlib.sha256(raw).hexdigest()
     workflow_id = usage_workflow_id(event_id)
-    async with request.app.state.sessions() as session, session.begin():
-        inserted = await session.scalar(
-            insert(WebhookEvent)
-            .values(
-                provider="esimgo",
-                event_id=event_id,
-                event_type=callback.alert_type,
-                payload=callback.model_dump(mode="json"),
-                target_workflow_id=workflow_id,
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(WebhookEvent.id)
-        )
-        status = (
-            None
-            if inserted
-            else await session.scalar(
-                select(WebhookEvent.status).where(
-                    WebhookEvent.provider == "esimgo", WebhookEvent.event_id == event_id
-                )
-            )
-        )
-    if status not in (None, WebhookEventStatus.RECEIVED):
+    payload = callback.model_dump(mode="json")
+    if not await _record_once(request, "esimgo", event_id, callback.alert_type, payload, workflow_id):
         return WebhookAck(status="duplicate", event_id=event_id)
 
     try:
@@ -82,3 +110,56 @@ async def esimgo_callback(request: Request) -> WebhookAck:
     except WorkflowAlreadyStartedError:
         return WebhookAck(status="duplicate", event_id=event_id)
     return WebhookAck(status="accepted", event_id=event_id)
+
+
+@router.post(
+    "/stripe",
+    response_model=WebhookAck,
+    summary="Stripe events, verified with Stripe-Signature (5 minute tolerance)",
+    responses={
+        400: {"description": "Missing, bad or stale signature, or not a Stripe event; nothing stored"},
+        503: {"description": "Temporal unreachable: recorded, Stripe will redeliver"},
+    },
+)
+async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
+    raw = await request.body()
+    secret = request.app.state.settings.stripe_webhook_secret
+    if not secret:
+        raise AppError("SERVICE_UNAVAILABLE", "STRIPE_WEBHOOK_SECRET is not configured")
+    try:
+        stored = verify_event(raw, request.headers.get("Stripe-Signature"), secret)
+        event = parse_event(stored)
+    except StripeEventError as exc:
+        raise AppError(exc.code, exc.message) from exc
+
+    target = event.workflow_id or await _workflow_of_intent(request, event.intent_id)
+    if not await _record_once(request, "stripe", event.event_id, event.type, stored, target):
+        return WebhookAck(status="duplicate", event_id=event.event_id)
+    if not event.handled or target is None:
+        why = "event type not handled" if not event.handled else "no workflow for this PaymentIntent"
+        await _mark(request, "stripe", event.event_id, WebhookEventStatus.IGNORED, why)
+        return WebhookAck(status="ignored", event_id=event.event_id)
+
+    try:
+        await request.app.state.temporal.get_workflow_handle(target).signal(PAYMENT_SIGNAL, event)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            log.warning("Stripe event %s not handed on yet: %s", event.event_id, exc)
+            return JSONResponse({"status": "retry", "event_id": event.event_id}, status_code=503)
+        # The workflow has finished (or never existed): kept for operators, nothing to redeliver.
+        await _mark(
+            request, "stripe", event.event_id, WebhookEventStatus.IGNORED, f"workflow {target} closed"
+        )
+        return WebhookAck(status="ignored", event_id=event.event_id)
+    await _mark(request, "stripe", event.event_id, WebhookEventStatus.DELIVERED)
+    return WebhookAck(status="accepted", event_id=event.event_id)
+
+
+async def _workflow_of_intent(request: Request, intent_id: str | None) -> str | None:
+    """Events on charges and refunds may lack our metadata; the payments row knows the workflow."""
+    if intent_id is None:
+        return None
+    async with request.app.state.sessions() as session:
+        return await session.scalar(
+            select(Payment.workflow_id).where(Payment.provider_payment_id == intent_id)
+        )

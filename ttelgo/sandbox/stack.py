@@ -113,7 +113,11 @@ class DevStack:
                 f"localstripe on 127.0.0.1:{s.localstripe_port}",
                 self.stand_ins["localstripe"],
                 lambda: self._start_python(
-                    "localstripe", ["-m", LOCALSTRIPE_MODULE, "--port", str(s.localstripe_port)]
+                    "localstripe",
+                    [
+                        *("-m", LOCALSTRIPE_MODULE, "--port", str(s.localstripe_port)),
+                        *("--webhook-url", f"http://{s.api_host}:{s.api_port}/api/v1/webhooks/stripe"),
+                    ],
                 ),
             ),
             (

@@ -1,0 +1,92 @@
+"""What the vendor and customer order APIs share: starting an order workflow, the order detail with live
+progress, and an eSIM's QR code. Each router keeps its own rule for whose orders a caller may see."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
+
+from activities.contracts import OrderInput
+from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut
+from api.starting import start_with_update
+from ttelgo.errors import AppError
+from ttelgo.models import Esim, Order, OrderStatus
+from ttelgo.qr import lpa, qr_png
+from workflows.order import Acceptance, OrderProgress, OrderWorkflow, search_attributes
+
+# uuid5 namespace: an order's id comes from its caller and Idempotency-Key, so a retry finds the same order.
+ORDER_IDS = uuid.UUID("8a4f6f0e-3c1d-4b53-9a52-2f0c8f6b1e10")
+TERMINAL = {
+    OrderStatus.COMPLETED,
+    OrderStatus.FAILED,
+    OrderStatus.EXPIRED,
+    OrderStatus.CANCELED,
+    OrderStatus.REFUNDED,
+    OrderStatus.PARTIALLY_REFUNDED,
+}
+
+
+def order_id_for(scope: str, idempotency_key: str) -> uuid.UUID:
+    return uuid.uuid5(ORDER_IDS, f"{scope}:{idempotency_key}")
+
+
+async def live_progress(request: Request, order: Order) -> LiveProgress | None:
+    if order.status in TERMINAL:
+        return None
+    handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
+    try:
+        progress = await handle.query(OrderWorkflow.status)
+        pending = (await handle.describe()).raw_description.pending_activities
+    except RPCError:
+        return None  # the record alone is still a true answer
+    running = pending[0] if pending else None
+    last_error = running.last_failure.message if running and running.HasField("last_failure") else None
+    return LiveProgress(
+        step=progress.step, attempts=running.attempt if running else None, last_error=last_error
+    )
+
+
+async def order_detail(request: Request, session: AsyncSession, order: Order, base_path: str) -> OrderDetail:
+    """`base_path` is the order's own URL, under which its eSIMs' QR codes live."""
+    esims = await session.scalars(select(Esim).where(Esim.order_id == order.id).order_by(Esim.iccid))
+    return OrderDetail(
+        **OrderOut.model_validate(order).model_dump(),
+        progress=await live_progress(request, order),
+        esims=[
+            EsimOut(
+                iccid=e.iccid,
+                smdp_address=e.smdp_address,
+                matching_id=e.matching_id,
+                lpa=lpa(e.smdp_address, e.matching_id),
+                qr_code_url=f"{base_path}/esims/{e.iccid}/qr.png",
+            )
+            for e in esims
+        ],
+    )
+
+
+async def esim_qr_response(session: AsyncSession, order: Order, iccid: str) -> Response:
+    esim = await session.scalar(select(Esim).where(Esim.order_id == order.id, Esim.iccid == iccid))
+    if esim is None:
+        raise AppError("ESIM_NOT_FOUND", f"no eSIM {iccid} in order {order.id}")
+    png = qr_png(lpa(esim.smdp_address, esim.matching_id))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+
+async def start_and_accept(request: Request, order: OrderInput) -> tuple[WorkflowHandle, Acceptance]:
+    """Start the order workflow and wait for its money check, atomically."""
+    return await start_with_update(
+        request,
+        OrderWorkflow.run,
+        order,
+        workflow_id=order.workflow_id,
+        update=OrderWorkflow.accepted,
+        from_result=lambda progress: OrderProgress.model_validate(progress).acceptance(),
+        result_type=OrderProgress,
+        search_attributes=search_attributes(order, OrderStatus.CREATED),
+    )

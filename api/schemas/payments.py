@@ -1,0 +1,71 @@
+"""Card payment shapes: what a front end needs to confirm a PaymentIntent with Stripe.js."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from api.schemas.orders import OrderDetail
+from ttelgo.models import PaymentStatus
+from ttelgo.payments import StripeGateway
+from workflows.topup import TopupStatus
+
+
+class CardPaymentOut(BaseModel):
+    payment_intent_id: str
+    client_secret: str = Field(description="hand to Stripe.js (confirmCardPayment); never logged by us")
+    amount_minor: int = Field(description="always the server's price; the client never sets it")
+    currency: str
+    status: str = Field(description="Stripe's PaymentIntent status")
+
+    @classmethod
+    async def of(cls, stripe: StripeGateway, intent_id: str) -> CardPaymentOut:
+        """Read fresh from Stripe: the client secret is never stored on our side."""
+        intent = await stripe.retrieve_intent(intent_id)
+        assert intent.client_secret, "Stripe returns the client secret to the secret key"
+        return cls(
+            payment_intent_id=intent.id,
+            client_secret=intent.client_secret,
+            amount_minor=intent.amount_minor,
+            currency=intent.currency,
+            status=intent.status,
+        )
+
+
+class CustomerOrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a price or amount from the client is refused, not ignored
+
+    bundle_code: str = Field(min_length=1, max_length=100)
+    quantity: int = Field(default=1, ge=1, le=5)
+
+
+class CustomerOrderCreated(OrderDetail):
+    payment: CardPaymentOut
+
+
+class OrderPaymentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: uuid.UUID
+
+
+class TopupCreate(BaseModel):
+    amount_minor: int = Field(gt=0, description="within the configured minimum and maximum")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="the wallet's currency")
+
+
+class TopupOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    amount_minor: int
+    currency: str
+    payment_status: PaymentStatus = Field(validation_alias=AliasChoices("payment_status", "status"))
+    created_at: datetime
+
+
+class TopupDetail(TopupOut):
+    state: TopupStatus | None = Field(default=None, description="the top-up workflow's state")
+    payment: CardPaymentOut | None = Field(default=None, description="present while payment is possible")

@@ -1,0 +1,15 @@
+"""Card payments through Stripe: the gateway our activities call and the webhook events it sends back."""
+
+from ttelgo.payments.events import PaymentEvent, StripeEventError, parse_event, verify_event
+from ttelgo.payments.gateway import IntentRef, PaymentDeclined, RefundRef, StripeGateway
+
+__all__ = [
+    "IntentRef",
+    "PaymentDeclined",
+    "PaymentEvent",
+    "RefundRef",
+    "StripeEventError",
+    "StripeGateway",
+    "parse_event",
+    "verify_event",
+]
