@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +25,7 @@ from workflows.esim_usage import EsimUsageWorkflow, usage_workflow_id
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
+HAND_ON_GRACE = timedelta(seconds=30)
 PAYMENT_SIGNAL = "payment_event"  # the order and top-up workflows both take Stripe events by this name
 
 
@@ -57,12 +58,17 @@ async def _record_once(
         )
         if inserted:
             return True
-        status = await session.scalar(
-            select(WebhookEvent.status).where(
-                WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
+        earlier = (
+            await session.execute(
+                select(WebhookEvent.status, WebhookEvent.created_at).where(
+                    WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
+                )
             )
-        )
-    return status is WebhookEventStatus.RECEIVED  # an earlier delivery stopped before handing it on
+        ).one()
+    # Still RECEIVED long after it came: that delivery stopped before handing it on, so this one does.
+    # A younger one is a concurrent duplicate, still being handed on by its first delivery.
+    stalled = datetime.now(UTC) - earlier.created_at > HAND_ON_GRACE
+    return earlier.status is WebhookEventStatus.RECEIVED and stalled
 
 
 async def _mark(
