@@ -101,6 +101,32 @@ def tmp_path() -> Iterator[Path]:
         yield Path(directory)
 
 
+def card_order_walkthrough(api: str, env: dict[str, str], proc: subprocess.Popen[str]) -> None:
+    """The README's B2C walk-through: order as a customer, `ttelgo dev pay`, localstripe's webhook → done."""
+    wait_for(f"{api}/api/v1/catalogue/bundles/esim_1GB_7D_FR_V2", proc)  # the first catalogue sync
+    token = httpx.post(
+        f"{api}/api/v1/auth/register", json={"email": "traveller@example.com", "password": "long enough pass"}
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    order = httpx.post(
+        f"{api}/api/v1/orders",
+        json={"bundle_code": "esim_1GB_7D_FR_V2"},
+        headers={**headers, "Idempotency-Key": "walkthrough-1"},
+        timeout=30,
+    ).json()
+    assert order["status"] == "PAYMENT_PENDING", order
+    paid = subprocess.run(
+        [TTELGO, "dev", "pay", order["id"]], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert paid.returncode == 0 and "succeeded" in paid.stdout, paid.stdout + paid.stderr
+    deadline = time.monotonic() + 30
+    while (status := httpx.get(f"{api}/api/v1/orders/{order['id']}", headers=headers).json()["status"]) != (
+        "COMPLETED"
+    ):
+        assert time.monotonic() < deadline, f"order still {status}"
+        time.sleep(0.5)
+
+
 def test_dev_stack_runs_restarts_with_its_data_and_stops_clean(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "data")
     api = f"http://127.0.0.1:{env['API_PORT']}"
@@ -111,6 +137,7 @@ def test_dev_stack_runs_restarts_with_its_data_and_stops_clean(tmp_path: Path) -
         namespaces = httpx.get(f"{ui}/api/v1/namespaces", timeout=5)
         assert namespaces.status_code == 200
         assert "default" in namespaces.text
+        card_order_walkthrough(api, env, proc)
         output = stop_and_assert_nothing_left(proc)
     for shown in (f"{api}/docs", ui, "ops@example.com", "logs"):
         assert shown in output
