@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from ttelgo.esimgo.callbacks import UsageCallback
-from ttelgo.models.orders import Channel, OrderStatus, PaymentPurpose, PaymentStatus
+from ttelgo.models.orders import Channel, OrderStatus, PaymentPurpose, PaymentStatus, RefundStatus
 
 SYNC_CATALOGUE = "catalogue.sync"
 
@@ -159,3 +159,60 @@ class TopupInput(BaseModel):
             amount_minor=self.amount_minor,
             currency=self.currency,
         )
+
+
+# -- refunds -------------------------------------------------------------------------------------------
+RESERVE_REFUND = "refunds.reserve"
+SETTLE_REFUND = "refunds.settle"
+CREDIT_REFUND = "ledger.credit_refund"
+CREATE_CARD_REFUND = "payments.create_refund"
+READ_CARD_REFUND = "payments.read_refund"
+REVOKE_BUNDLES = "esimgo.revoke_bundles"
+
+
+class RefundInput(BaseModel):
+    """What was asked for; the amount left out means "everything not yet refunded"."""
+
+    refund_id: uuid.UUID
+    workflow_id: str
+    order_id: uuid.UUID
+    amount_minor: int | None = None
+    reason: str
+    actor: str
+    allow_used: bool = False  # admin override: refund an eSIM that has been used
+    vendor_id: uuid.UUID | None = None  # set when a vendor asks: only its own orders
+    supplier_task_queue: str
+    poll_s: int = 60  # how often a pending card refund is read back when no event comes
+    watch_s: int = 7 * 24 * 3600  # how long a succeeded card refund is watched for a late failure
+
+
+class RevokeBundle(BaseModel):
+    iccid: str
+    bundle_name: str
+
+
+class RefundPlan(BaseModel):
+    """The reserved refund: the amount is counted against the order from here on."""
+
+    amount_minor: int
+    currency: str
+    channel: Channel
+    vendor_id: uuid.UUID | None = None
+    payment: PaymentRequest | None = None
+    intent_id: str | None = None
+    revoke: list[RevokeBundle] = []
+
+
+class CardRefund(BaseModel):
+    payment: PaymentRequest
+    intent_id: str
+    amount_minor: int
+    idempotency_key: str
+    reason: str
+
+
+class RefundSettlement(BaseModel):
+    refund_id: uuid.UUID
+    outcome: RefundStatus
+    provider_refund_id: str | None = None
+    failure_reason: str | None = None

@@ -24,15 +24,18 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import (
     FETCH_INSTALL_DETAILS,
     PLACE_SUPPLIER_ORDER,
+    REVOKE_BUNDLES,
     EsimInstall,
     OrderInput,
+    RevokeBundle,
     SupplierOrderRef,
 )
 from activities.supplier_errors import as_application_error
 from ttelgo.esimgo import EsimGoClient, SupplierError, SupplierOrder
-from ttelgo.models import Order
+from ttelgo.models import Esim, EsimStatus, Order
 
 CLOCK_SKEW = timedelta(seconds=30)
+FINISHED = frozenset({"revoked", "expired", "lapsed"})  # bundle states with nothing left to revoke
 HEARTBEAT_EVERY_S = 2.0
 
 
@@ -66,6 +69,28 @@ class SupplierActivities:
             EsimInstall(iccid=p.iccid, matching_id=p.matching_id, smdp_address=p.smdp_address)
             for p in profiles
         ]
+
+    @activity.defn(name=REVOKE_BUNDLES)
+    async def revoke_bundles(self, bundles: list[RevokeBundle]) -> int:
+        """Revokes each bundle not revoked yet, refunding our supplier balance where eSIM Go allows it
+        (unused, within its window). The supplier's state is read first, so a retry revokes nothing twice."""
+        revoked = 0
+        try:
+            for bundle in bundles:
+                usages = await self.esimgo.get_esim_bundles(bundle.iccid)
+                live = [u for u in usages if u.name == bundle.bundle_name and u.state not in FINISHED]
+                if live:
+                    await self.esimgo.revoke_bundle(bundle.iccid, bundle.bundle_name, refund_to_balance=True)
+                    revoked += 1
+                async with self.sessions() as session, session.begin():
+                    await session.execute(
+                        update(Esim)
+                        .where(Esim.iccid == bundle.iccid)
+                        .values(status=EsimStatus.REVOKED, bundle_state="revoked")
+                    )
+        except SupplierError as exc:
+            raise as_application_error(exc) from exc
+        return revoked
 
     async def _place_once(self, order: OrderInput) -> SupplierOrderRef:
         async with self.sessions() as session, session.begin():

@@ -7,7 +7,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import CREDIT_TOPUP, HOLD_FUNDS, POST_HOLD, VOID_HOLD, OrderInput, TopupInput
+from activities.contracts import (
+    CREDIT_REFUND,
+    CREDIT_TOPUP,
+    HOLD_FUNDS,
+    POST_HOLD,
+    VOID_HOLD,
+    OrderInput,
+    RefundInput,
+    RefundPlan,
+    TopupInput,
+)
 from ttelgo import ledger
 from ttelgo.models import AccountKind, LedgerEntryType
 
@@ -66,5 +76,25 @@ class LedgerActivities:
             code="wallet_topup",
             entry_type=LedgerEntryType.TOPUP,
             memo="card top-up",
+        )
+        await ledger.create_transfer(self.sessions, spec)
+
+    @activity.defn(name=CREDIT_REFUND)
+    async def credit_refund(self, refund: RefundInput, plan: RefundPlan) -> None:
+        """A wallet order's money back to the wallet, exactly once per refund."""
+        assert plan.vendor_id is not None, "only wallet orders are refunded to a wallet"
+        async with self.sessions() as session, session.begin():
+            wallet = await ledger.vendor_wallet(session, plan.vendor_id, plan.currency)
+            revenue = await ledger.platform_account(session, AccountKind.REVENUE, plan.currency)
+        spec = ledger.TransferSpec(
+            id=f"{refund.workflow_id}:credit",
+            debit_account_id=revenue.id,
+            credit_account_id=wallet.id,
+            amount_minor=plan.amount_minor,
+            currency=plan.currency,
+            code="order_refund",
+            entry_type=LedgerEntryType.REFUND,
+            order_id=refund.order_id,
+            memo=refund.reason[:200],
         )
         await ledger.create_transfer(self.sessions, spec)

@@ -15,9 +15,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
     CANCEL_PAYMENT,
+    CREATE_CARD_REFUND,
     OPEN_PAYMENT,
+    READ_CARD_REFUND,
     RECORD_PAYMENT,
     REFUND_PAYMENT,
+    CardRefund,
     PaymentRequest,
     PaymentState,
     RefundRequest,
@@ -118,3 +121,20 @@ class PaymentActivities:
                     .values(refunded_minor=refund.amount_minor)
                 )
         return refund
+
+    @activity.defn(name=CREATE_CARD_REFUND)
+    async def create_refund(self, request: CardRefund) -> RefundRef:
+        """A (partial) refund for the refund workflow, which records the outcome once it is final."""
+        try:
+            return await self.stripe.refund(
+                intent_id=request.intent_id,
+                amount_minor=request.amount_minor,
+                metadata=request.payment.metadata | {"reason": request.reason[:200]},
+                idempotency_key=request.idempotency_key,
+            )
+        except PaymentDeclined as exc:
+            raise _permanent(exc) from exc
+
+    @activity.defn(name=READ_CARD_REFUND)
+    async def read_refund(self, refund_id: str) -> RefundRef:
+        return await self.stripe.retrieve_refund(refund_id)

@@ -13,6 +13,7 @@ from activities.ledger import LedgerActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.refunds import RefundActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
 from ttelgo.payments import StripeGateway
@@ -44,6 +45,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
     stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
     payments = PaymentActivities(stripe, sessions)
     notifications = NotificationActivities(sessions)
+    refunds = RefundActivities(sessions)
 
     async def close() -> None:
         await esimgo.aclose()
@@ -66,7 +68,12 @@ async def build_activities(settings: Settings) -> ActivitySet:
             payments.record,
             payments.refund,
             notifications.esims_ready,
+            refunds.reserve,
+            refunds.settle,
+            money.credit_refund,
+            payments.create_refund,
+            payments.read_refund,
         ],
-        supplier=[supplier.place_order, supplier.fetch_install_details],
+        supplier=[supplier.place_order, supplier.fetch_install_details, supplier.revoke_bundles],
         close=close,
     )

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.problems import install_problem_handlers
 from api.routers import (
+    admin_orders,
     admin_vendors,
     auth,
     catalogue,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         vendor_orders.router,
         vendor_account.router,
         vendor_topups.router,
+        admin_orders.router,
         admin_vendors.router,
         webhooks.router,
     )

@@ -8,7 +8,8 @@ import uuid
 from fastapi import Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.contracts import OrderInput
@@ -17,7 +18,7 @@ from api.starting import start_with_update
 from ttelgo.errors import AppError
 from ttelgo.models import Esim, Order, OrderStatus
 from ttelgo.qr import lpa, qr_png
-from workflows.order import Acceptance, OrderProgress, OrderWorkflow, search_attributes
+from workflows.order import UNPAID, Acceptance, OrderProgress, OrderWorkflow, search_attributes
 
 # uuid5 namespace: an order's id comes from its caller and Idempotency-Key, so a retry finds the same order.
 ORDER_IDS = uuid.UUID("8a4f6f0e-3c1d-4b53-9a52-2f0c8f6b1e10")
@@ -90,3 +91,21 @@ async def start_and_accept(request: Request, order: OrderInput) -> tuple[Workflo
         result_type=OrderProgress,
         search_attributes=search_attributes(order, OrderStatus.CREATED),
     )
+
+
+async def cancel_unpaid(request: Request, order: Order) -> None:
+    """Cancels an unpaid card order through its workflow (which cancels the PaymentIntent); 409 once paid."""
+    if order.status not in UNPAID:
+        raise AppError("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be canceled")
+    handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
+    try:
+        progress = await handle.execute_update(OrderWorkflow.cancel)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "ORDER_INVALID_STATE":
+            raise AppError("ORDER_INVALID_STATE", cause.message) from exc
+        raise
+    except RPCError as exc:
+        raise AppError("SERVICE_UNAVAILABLE", "try again shortly", headers={"Retry-After": "2"}) from exc
+    if progress.status is not OrderStatus.CANCELED:  # the payment won the race
+        raise AppError("ORDER_INVALID_STATE", f"the order was paid first; it is {progress.status.value}")

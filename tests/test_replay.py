@@ -3,7 +3,7 @@
 A change that would make a running workflow take a different path on replay (non-determinism) fails
 here before it can break live executions. The histories were recorded from the end-to-end B2B, B2C,
 top-up, catalogue and usage flows; record new ones when a workflow changes on purpose (and version the
-change). B2C and top-up histories: `TTELGO_RECORD_HISTORIES=<name> pytest tests/b2c -k <test>`.
+change). B2C, top-up and refund histories: `TTELGO_RECORD_HISTORIES=<name> pytest tests/b2c -k <test>`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ HISTORIES = {p.stem: p.read_text() for p in sorted((Path(__file__).parent / "his
 
 def test_every_workflow_type_has_a_recorded_history() -> None:
     recorded = {name.split("_")[0] for name in HISTORIES}
-    assert recorded == {"order", "catalogue", "esim", "topup"}
-    assert len(WORKFLOWS) == 4
+    assert recorded == {"order", "catalogue", "esim", "topup", "refund"}
+    assert len(WORKFLOWS) == 5
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

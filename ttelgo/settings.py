@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     payment_window_minutes: float = Field(default=30, gt=0)
     topup_min_minor: int = Field(default=1_000, gt=0)
     topup_max_minor: int = Field(default=1_000_000, gt=0)
+    # A pending card refund is read back this often when no webhook comes; a succeeded one is watched
+    # this long for a late failure (which is then reversed in our records).
+    refund_poll_seconds: int = Field(default=60, gt=0)
+    refund_watch_hours: float = Field(default=168, ge=0)
 
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"

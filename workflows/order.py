@@ -52,8 +52,14 @@ SUPPLIER_RETRIES = RetryPolicy(
 )
 
 
-def order_workflow_id(order_id: object) -> str:
-    return f"order-{order_id}"
+def order_workflow_id(order_id: object, attempt: int = 1) -> str:
+    """`order-{id}`; an operator's retry of a failed order runs as `order-{id}-attempt-{n}`."""
+    return f"order-{order_id}" if attempt == 1 else f"order-{order_id}-attempt-{attempt}"
+
+
+def attempt_of(workflow_id: str) -> int:
+    _, _, attempt = workflow_id.partition("-attempt-")
+    return int(attempt) if attempt else 1
 
 
 def search_attributes(order: OrderInput, status: OrderStatus) -> TypedSearchAttributes:
@@ -134,7 +140,7 @@ class OrderWorkflow:
 
     async def _give_money_back(self, failure: ActivityError | ApplicationError) -> None:
         """Compensation: the wallet hold is voided, a card payment is refunded."""
-        code, reason = _reason(failure)
+        code, reason = failure_reason(failure)
         if self._order.channel is Channel.B2B:
             self._progress.step = "releasing the held funds"
             await workflow.execute_local_activity(VOID_HOLD, self._order, **LOCAL_STEP)
@@ -209,7 +215,7 @@ class OrderWorkflow:
         return True
 
     async def _refuse(self, failure: ActivityError | ApplicationError) -> None:
-        code, reason = _reason(failure)
+        code, reason = failure_reason(failure)
         # All at once: the `accepted` update answers as soon as `accepted` is set.
         self._progress = self._progress.model_copy(
             update={"accepted": False, "failure_code": code, "failure_reason": reason}
@@ -257,7 +263,7 @@ class OrderWorkflow:
         )
 
 
-def _reason(failure: ActivityError | ApplicationError) -> tuple[str, str]:
+def failure_reason(failure: ActivityError | ApplicationError) -> tuple[str, str]:
     cause = failure.cause if isinstance(failure, ActivityError) else failure
     if isinstance(cause, ApplicationError):
         return cause.type or "FAILED", cause.message

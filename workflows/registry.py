@@ -3,6 +3,7 @@
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
 from workflows.order import OrderWorkflow
+from workflows.refund import RefundWorkflow
 from workflows.topup import TopupWorkflow
 
-WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow, OrderWorkflow, TopupWorkflow]
+WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow, OrderWorkflow, RefundWorkflow, TopupWorkflow]

@@ -8,14 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 
 from activities.contracts import OrderInput
 from api.deps import Session, require_user
 from api.idempotency import idempotency_key, idempotent
-from api.order_views import esim_qr_response, order_detail, order_id_for, start_and_accept
+from api.order_views import cancel_unpaid, esim_qr_response, order_detail, order_id_for, start_and_accept
 from api.pagination import Page, Paging
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut
 from api.schemas.payments import (
@@ -26,7 +23,7 @@ from api.schemas.payments import (
 )
 from ttelgo.errors import CATALOGUE, AppError
 from ttelgo.models import Channel, Order, OrderStatus, Payment, User
-from workflows.order import UNPAID, OrderWorkflow, order_workflow_id
+from workflows.order import UNPAID, order_workflow_id
 
 router = APIRouter(prefix="/api/v1", tags=["customer: orders"])
 Customer = Annotated[User, Depends(require_user)]
@@ -138,20 +135,7 @@ async def cancel_order(
     request: Request, order_id: uuid.UUID, user: Customer, session: Session
 ) -> OrderDetail:
     order = await _my_order(session, user, order_id)
-    if order.status not in UNPAID:
-        raise AppError("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be canceled")
-    handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
-    try:
-        progress = await handle.execute_update(OrderWorkflow.cancel)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type == "ORDER_INVALID_STATE":
-            raise AppError("ORDER_INVALID_STATE", cause.message) from exc
-        raise
-    except RPCError as exc:
-        raise AppError("SERVICE_UNAVAILABLE", "try again shortly", headers={"Retry-After": "2"}) from exc
-    if progress.status is not OrderStatus.CANCELED:  # the payment won the race
-        raise AppError("ORDER_INVALID_STATE", f"the order was paid first; it is {progress.status.value}")
+    await cancel_unpaid(request, order)
     await session.refresh(order)
     return await _detail(request, session, order)
 

@@ -13,12 +13,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from activities.contracts import OrderInput
-from api.deps import AnyVendor, Session, VendorCaller, vendor_role
+from api.deps import AnyVendor, Session, VendorCaller, request_id, vendor_role
 from api.idempotency import idempotency_key, idempotent
 from api.order_views import TERMINAL, esim_qr_response, order_detail, order_id_for, start_and_accept
 from api.pagination import Page, Paging
+from api.refunds import request_refund
+from api.schemas.admin_orders import RefundOut, VendorRefundCreate
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
 from ttelgo import vendors
+from ttelgo.audit import record_action
 from ttelgo.errors import CATALOGUE, AppError
 from ttelgo.models import Channel, Order, OrderStatus, VendorUserRole
 from workflows.order import order_workflow_id
@@ -143,3 +146,38 @@ async def order_esims(
 )
 async def esim_qr(order_id: uuid.UUID, iccid: str, caller: AnyVendor, session: Session) -> Response:
     return await esim_qr_response(session, await _own_order(session, caller, order_id), iccid)
+
+
+@router.post(
+    "/{order_id}/refund",
+    status_code=201,
+    response_model=RefundOut,
+    summary="Refund an order whose eSIMs are unused: revoked at the supplier, wallet credited once",
+    responses={409: {"description": "ORDER_INVALID_STATE, REFUND_EXCEEDS_CAPTURED or ESIM_ALREADY_USED"}},
+)
+async def refund_order(
+    request: Request, order_id: uuid.UUID, body: VendorRefundCreate, caller: Buyer
+) -> Response:
+    async def handle() -> Response:
+        refund = await request_refund(
+            request,
+            scope=caller.scope,
+            order_id=order_id,
+            reason=body.reason,
+            actor=caller.actor,
+            vendor_id=caller.vendor_id,  # another vendor's order is refused as not found
+        )
+        async with request.app.state.sessions() as session, session.begin():
+            record_action(
+                session,
+                actor=caller.actor,
+                action="order.refund",
+                target_type="order",
+                target_id=order_id,
+                after={"refund_id": str(refund.id), "amount_minor": refund.amount_minor},
+                reason=body.reason,
+                request_id=request_id(request),
+            )
+        return JSONResponse(RefundOut.model_validate(refund).model_dump(mode="json"), status_code=201)
+
+    return await idempotent(request, caller.scope, handle)

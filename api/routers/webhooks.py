@@ -19,8 +19,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.contracts import UsageEvent
 from ttelgo.errors import AppError
 from ttelgo.esimgo.callbacks import InvalidCallback, parse_usage_callback, verify_signature
-from ttelgo.models import Payment, WebhookEvent, WebhookEventStatus
-from ttelgo.payments import StripeEventError, parse_event, verify_event
+from ttelgo.models import Payment, Refund, WebhookEvent, WebhookEventStatus
+from ttelgo.payments import PaymentEvent, StripeEventError, parse_event, verify_event
 from workflows.esim_usage import EsimUsageWorkflow, usage_workflow_id
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -138,7 +138,7 @@ async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
     except StripeEventError as exc:
         raise AppError(exc.code, exc.message) from exc
 
-    target = event.workflow_id or await _workflow_of_intent(request, event.intent_id)
+    target = event.workflow_id or await _workflow_of(request, event)
     if not await _record_once(request, "stripe", event.event_id, event.type, stored, target):
         return WebhookAck(status="duplicate", event_id=event.event_id)
     if not event.handled or target is None:
@@ -161,11 +161,17 @@ async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
     return WebhookAck(status="accepted", event_id=event.event_id)
 
 
-async def _workflow_of_intent(request: Request, intent_id: str | None) -> str | None:
-    """Events on charges and refunds may lack our metadata; the payments row knows the workflow."""
-    if intent_id is None:
-        return None
+async def _workflow_of(request: Request, event: PaymentEvent) -> str | None:
+    """Events without our metadata (e.g. on charges): the refund or payment row knows the workflow."""
     async with request.app.state.sessions() as session:
+        if event.refund_id:
+            refund = await session.scalar(
+                select(Refund.workflow_id).where(Refund.provider_refund_id == event.refund_id)
+            )
+            if refund:
+                return refund
+        if event.intent_id is None:
+            return None
         return await session.scalar(
-            select(Payment.workflow_id).where(Payment.provider_payment_id == intent_id)
+            select(Payment.workflow_id).where(Payment.provider_payment_id == event.intent_id)
         )

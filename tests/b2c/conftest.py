@@ -22,9 +22,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from tests.b2b.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, B2B
 from tests.support.esimgo import SimHandle
 from tests.support.stack import running_worker, stack_settings
 from ttelgo import ledger
+from ttelgo.admins import ensure_admin
 from ttelgo.db import session_factory
 from ttelgo.payments import IntentRef, StripeGateway
 from ttelgo.sandbox.processes import ManagedProcess, free_port, wait_until
@@ -102,7 +104,36 @@ class B2C:
     temporal: Client
     sim: SimHandle
     stripe: StripeGateway
+    api_base: str
     workflows: list[str] = field(default_factory=list)
+    _admin: dict[str, str] = field(default_factory=dict)
+    _admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def admin(self) -> dict[str, str]:
+        async with self._admin_lock:
+            return await self._admin_login()
+
+    async def _admin_login(self) -> dict[str, str]:
+        if not self._admin:
+            async with self.sessions() as session:
+                await ensure_admin(session, ADMIN_EMAIL, ADMIN_PASSWORD)
+            login = await self.api.post(
+                "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            self._admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        return self._admin
+
+    async def wallet_world(self) -> B2B:
+        """The B2B helpers (vendors, wallet orders) on this world's API."""
+        return B2B(self.api, self.settings, self.sessions, self.temporal, self.sim, await self.admin())
+
+    async def paid_order(self, customer: Customer, **kwargs: Any) -> dict[str, Any]:
+        """An order paid through localstripe and provisioned: COMPLETED."""
+        response = await self.order(customer, **kwargs)
+        assert response.status_code == 201, response.text
+        order = response.json()
+        assert (await self.pay(order["payment"]["payment_intent_id"])).status == "succeeded"
+        return await self.wait_for(f"/api/v1/orders/{order['id']}", customer.headers, "COMPLETED")
 
     async def customer(self) -> Customer:
         email = f"{uuid.uuid4().hex[:10]}@example.com"
@@ -198,7 +229,9 @@ async def b2c(
                 running_worker(settings, temporal_env.client),
                 httpx.AsyncClient(base_url=api_base, timeout=30) as api,
             ):
-                world = B2C(api, settings, session_factory(engine), temporal_env.client, esimgo_sim, gateway)
+                world = B2C(
+                    api, settings, session_factory(engine), temporal_env.client, esimgo_sim, gateway, api_base
+                )
                 yield world
                 assert await world.invariants() == [], "ledger invariants broken by this test"
                 await _record_histories(world)
@@ -208,11 +241,17 @@ async def b2c(
 
 
 async def _record_histories(world: B2C) -> None:
-    """With TTELGO_RECORD_HISTORIES=<name>, the test's workflow histories become replay fixtures."""
+    """With TTELGO_RECORD_HISTORIES=<name>, the test's workflow histories become replay fixtures,
+    named `<kind>_<name>[_<n>].json` (kind: order, topup, refund)."""
     name = os.environ.get("TTELGO_RECORD_HISTORIES")
     if not name:
         return
-    for index, workflow_id in enumerate(world.workflows):
+    counts: dict[str, int] = {}
+    for workflow_id in world.workflows:
+        kind = workflow_id.split("-")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+        suffix = f"_{counts[kind]}" if counts[kind] > 1 else ""
         history = await world.temporal.get_workflow_handle(workflow_id).fetch_history()
-        path = Path(__file__).parents[1] / "histories" / f"{name}{'_' + str(index) if index else ''}.json"
-        path.write_text(history.to_json())
+        (Path(__file__).parents[1] / "histories" / f"{kind}_{name}{suffix}.json").write_text(
+            history.to_json()
+        )

@@ -8,18 +8,13 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from tests.b2b.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, B2B, VendorHandle
+from tests.b2b.conftest import B2B, VendorHandle
 from tests.b2c.conftest import B2C, intent_event
-from ttelgo.admins import ensure_admin
 from ttelgo.models import LedgerEntryType, Payment, VendorLedgerEntry
 
 
 async def _vendor(b2c: B2C) -> tuple[B2B, VendorHandle]:
-    async with b2c.sessions() as session:
-        await ensure_admin(session, ADMIN_EMAIL, ADMIN_PASSWORD)
-    login = await b2c.api.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-    admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    b2b = B2B(b2c.api, b2c.settings, b2c.sessions, b2c.temporal, b2c.sim, admin)
+    b2b = await b2c.wallet_world()
     return b2b, await b2b.new_vendor()
 
 

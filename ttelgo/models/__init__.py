@@ -43,6 +43,8 @@ from ttelgo.models.orders import (
     Payment,
     PaymentPurpose,
     PaymentStatus,
+    Refund,
+    RefundStatus,
 )
 
 __all__ = [
@@ -70,6 +72,8 @@ __all__ = [
     "Payment",
     "PaymentPurpose",
     "PaymentStatus",
+    "Refund",
+    "RefundStatus",
     "SystemConfig",
     "Transfer",
     "TransferKind",

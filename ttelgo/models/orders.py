@@ -48,6 +48,13 @@ class PaymentStatus(StrEnum):
     PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
 
 
+class RefundStatus(StrEnum):
+    PENDING = "PENDING"  # reserved against the order; money on its way back
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # nothing went back; the reservation is released
+    REVERSED = "REVERSED"  # succeeded, then failed at the bank: undone in our records
+
+
 class EsimStatus(StrEnum):
     RELEASED = "RELEASED"
     DOWNLOADED = "DOWNLOADED"
@@ -149,6 +156,36 @@ class Payment(Timestamps, Base):
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(String(1000))
     succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Refund(Timestamps, Base):
+    """Money back on one order; pending refunds count against what is left to refund."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        currency_check(),
+        Index("ix_refunds_order_id_created_at", "order_id", "created_at"),
+        Index(
+            "uq_refunds_provider_refund_id",
+            "provider_refund_id",
+            unique=True,
+            postgresql_where=text("provider_refund_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
+    status: Mapped[RefundStatus] = mapped_column(text_enum(RefundStatus), default=RefundStatus.PENDING)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(1000))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    used_esim_override: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(1000))
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Esim(Timestamps, Base):

@@ -101,6 +101,10 @@ class StripeGateway:
         )
         return RefundRef(id=refund.id, status=refund.status, amount_minor=refund.amount)
 
+    async def retrieve_refund(self, refund_id: str) -> RefundRef:
+        refund = await self._call(self._client.v1.refunds.retrieve_async(refund_id))
+        return RefundRef(id=refund.id, status=refund.status, amount_minor=refund.amount)
+
     @staticmethod
     async def _call(request: Any) -> Any:
         try:

@@ -1,0 +1,143 @@
+"""Refund records: reserving an amount against an order (so concurrent refunds can never add up to more
+than was captured) and settling it when the money has gone back, or has not, or came back again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import (
+    RESERVE_REFUND,
+    SETTLE_REFUND,
+    RefundInput,
+    RefundPlan,
+    RefundSettlement,
+    RevokeBundle,
+)
+from ttelgo.models import (
+    Esim,
+    EsimStatus,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+
+# PAID is the short moment before provisioning, whose failure refunds by itself: refunds wait for the end.
+REFUNDABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED)
+USED_BUNDLE_STATES = ("active", "depleted", "expired")
+
+
+def _refused(code: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=code, non_retryable=True)
+
+
+def is_used(esim: Esim) -> bool:
+    return esim.first_used_at is not None or esim.bundle_state in USED_BUNDLE_STATES
+
+
+class RefundActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name=RESERVE_REFUND)
+    async def reserve(self, request: RefundInput) -> RefundPlan:
+        """Checks and reserves under the order's row lock; a retry finds its own reservation."""
+        async with self.sessions() as session, session.begin():
+            order = await session.scalar(select(Order).where(Order.id == request.order_id).with_for_update())
+            if order is None or (request.vendor_id and order.vendor_id != request.vendor_id):
+                raise _refused("ORDER_NOT_FOUND", f"no order {request.order_id}")
+            esims = list(await session.scalars(select(Esim).where(Esim.order_id == order.id)))
+            refund = await session.get(Refund, request.refund_id)
+            if refund is None:
+                refund = self._new_refund(request, order, esims)
+                session.add(refund)
+                order.refunded_minor += refund.amount_minor
+            payment = await session.scalar(select(Payment).where(Payment.order_id == order.id))
+            fully_refunded = order.refunded_minor == order.total_minor
+            return RefundPlan(
+                amount_minor=refund.amount_minor,
+                currency=order.currency,
+                channel=order.channel,
+                vendor_id=order.vendor_id,
+                intent_id=payment.provider_payment_id if payment else None,
+                # The eSIMs go back to eSIM Go once all the money has gone back, not on a partial refund.
+                revoke=[
+                    RevokeBundle(iccid=e.iccid, bundle_name=e.bundle_name)
+                    for e in esims
+                    if fully_refunded and e.status is not EsimStatus.REVOKED
+                ],
+            )
+
+    @staticmethod
+    def _new_refund(request: RefundInput, order: Order, esims: list[Esim]) -> Refund:
+        if order.status not in REFUNDABLE:
+            raise _refused("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be refunded")
+        left = order.total_minor - order.refunded_minor  # pending refunds count as refunded
+        amount = left if request.amount_minor is None else request.amount_minor
+        if amount <= 0 or amount > left:
+            raise _refused(
+                "REFUND_EXCEEDS_CAPTURED",
+                f"{amount} asked, {left} of {order.total_minor} {order.currency} left to refund",
+            )
+        if any(is_used(e) for e in esims) and not request.allow_used:
+            raise _refused("ESIM_ALREADY_USED", "the eSIM has been used; an admin may override")
+        return Refund(
+            id=request.refund_id,
+            order_id=order.id,
+            amount_minor=amount,
+            currency=order.currency,
+            reason=request.reason,
+            requested_by=request.actor,
+            used_esim_override=request.allow_used,
+            workflow_id=request.workflow_id,
+        )
+
+    @activity.defn(name=SETTLE_REFUND)
+    async def settle(self, settlement: RefundSettlement) -> None:
+        """Each move happens once (PENDING → SUCCEEDED/FAILED, SUCCEEDED → REVERSED); a retry is a no-op."""
+        async with self.sessions() as session, session.begin():
+            refund = await session.get_one(Refund, settlement.refund_id, with_for_update=True)
+            order = await session.scalar(select(Order).where(Order.id == refund.order_id).with_for_update())
+            assert order is not None
+            payment = await session.scalar(
+                select(Payment).where(Payment.order_id == order.id).with_for_update()
+            )
+            moves = {
+                RefundStatus.SUCCEEDED: RefundStatus.PENDING,
+                RefundStatus.FAILED: RefundStatus.PENDING,
+                RefundStatus.REVERSED: RefundStatus.SUCCEEDED,
+            }
+            if refund.status is not moves[settlement.outcome]:
+                return
+            refund.status = settlement.outcome
+            refund.provider_refund_id = settlement.provider_refund_id or refund.provider_refund_id
+            refund.failure_reason = settlement.failure_reason
+            refund.settled_at = datetime.now(UTC)
+            if settlement.outcome is not RefundStatus.SUCCEEDED:
+                order.refunded_minor -= refund.amount_minor  # the reservation, or the refund, is undone
+            await session.flush()
+            # Statuses follow the money that has actually gone back, not what is still pending.
+            settled = await session.scalar(
+                select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                    Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+                )
+            )
+            if settled == 0:
+                order.status = OrderStatus.COMPLETED
+            else:
+                full = settled == order.total_minor
+                order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+            if payment is not None:
+                payment.refunded_minor = settled
+                if settled == 0:
+                    payment.status = PaymentStatus.SUCCEEDED
+                else:
+                    full = settled == payment.amount_minor
+                    payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED

@@ -1,0 +1,295 @@
+"""Admin: find and inspect orders (with their timeline), refund, retry a failed one, cancel an unpaid
+one, and read the audit trail that every one of these actions writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.contracts import OrderInput
+from api.deps import Admin, Session, request_id
+from api.idempotency import idempotent
+from api.order_views import cancel_unpaid
+from api.pagination import Page, Paging
+from api.refunds import request_refund
+from api.schemas.admin_orders import (
+    AdminAction,
+    AdminOrderDetail,
+    AdminOrderOut,
+    AuditLogOut,
+    PaymentOut,
+    RefundCreate,
+    RefundOut,
+)
+from api.schemas.orders import EsimOut
+from api.timeline import database_entries, workflow_entries
+from ttelgo.audit import record_action
+from ttelgo.errors import AppError
+from ttelgo.models import AuditLog, Channel, Esim, Order, OrderStatus, Payment, Refund, User
+from ttelgo.qr import lpa
+from workflows.order import OrderWorkflow, attempt_of, order_workflow_id, search_attributes
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin: orders"])
+
+
+def _snapshot(order: Order) -> dict[str, object]:
+    return {
+        "status": order.status.value,
+        "refunded_minor": order.refunded_minor,
+        "workflow_id": order.workflow_id,
+    }
+
+
+async def _order(session: Session, order_id: uuid.UUID, *, lock: bool = False) -> Order:
+    query = select(Order).where(Order.id == order_id, Order.deleted_at.is_(None))
+    order = await session.scalar(query.with_for_update() if lock else query)
+    if order is None:
+        raise AppError("ORDER_NOT_FOUND", f"no order {order_id}")
+    return order
+
+
+@router.get("/orders", response_model=Page[AdminOrderOut], summary="All orders, newest first, filtered")
+async def list_orders(
+    admin: Admin,
+    session: Session,
+    paging: Paging,
+    status: OrderStatus | None = None,
+    channel: Channel | None = None,
+    vendor_id: uuid.UUID | None = None,
+    customer_email: Annotated[str | None, Query(max_length=320, description="exact, any case")] = None,
+    created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
+    created_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+) -> Page[AdminOrderOut]:
+    query = select(Order).where(Order.deleted_at.is_(None))
+    if status:
+        query = query.where(Order.status == status)
+    if channel:
+        query = query.where(Order.channel == channel)
+    if vendor_id:
+        query = query.where(Order.vendor_id == vendor_id)
+    if customer_email:
+        users = select(User.id).where(User.email == customer_email.strip().lower())
+        query = query.where(Order.user_id.in_(users))
+    if created_from:
+        query = query.where(Order.created_at >= created_from)
+    if created_to:
+        query = query.where(Order.created_at < created_to)
+    return await paging.fetch_page(session, query.order_by(Order.created_at.desc(), Order.id), AdminOrderOut)
+
+
+@router.get("/orders/{order_id}", response_model=AdminOrderDetail, summary="One order with its timeline")
+async def get_order(
+    request: Request, order_id: uuid.UUID, admin: Admin, session: Session
+) -> AdminOrderDetail:
+    order = await _order(session, order_id)
+    esims = list(await session.scalars(select(Esim).where(Esim.order_id == order_id).order_by(Esim.iccid)))
+    payments = list(await session.scalars(select(Payment).where(Payment.order_id == order_id)))
+    refunds = list(
+        await session.scalars(select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at))
+    )
+    audit = list(
+        await session.scalars(
+            select(AuditLog)
+            .where(AuditLog.target_type == "order", AuditLog.target_id == str(order_id))
+            .order_by(AuditLog.id)
+        )
+    )
+    email = (
+        await session.scalar(select(User.email).where(User.id == order.user_id)) if order.user_id else None
+    )
+    timeline = database_entries(order, refunds, audit)
+    for attempt in range(1, attempt_of(order.workflow_id) + 1):
+        timeline += await workflow_entries(request.app.state.temporal, order_workflow_id(order.id, attempt))
+    for r in refunds:
+        timeline += await workflow_entries(request.app.state.temporal, r.workflow_id)
+    return AdminOrderDetail(
+        **AdminOrderOut.model_validate(order).model_dump(),
+        customer_email=email,
+        esims=[
+            EsimOut(
+                iccid=e.iccid,
+                smdp_address=e.smdp_address,
+                matching_id=e.matching_id,
+                lpa=lpa(e.smdp_address, e.matching_id),
+                qr_code_url=f"/api/v1/orders/{order.id}/esims/{e.iccid}/qr.png",
+            )
+            for e in esims
+        ],
+        payments=[PaymentOut.model_validate(p) for p in payments],
+        refunds=[RefundOut.model_validate(r) for r in refunds],
+        timeline=sorted(timeline, key=lambda entry: entry.at),
+    )
+
+
+@router.post(
+    "/orders/{order_id}/refund",
+    status_code=201,
+    response_model=RefundOut,
+    summary="Refund a completed order, in full or in part (Idempotency-Key required)",
+    responses={
+        201: {"description": "the refund, PENDING until the money has gone back (GET /admin/refunds/{id})"},
+        409: {"description": "ORDER_INVALID_STATE, REFUND_EXCEEDS_CAPTURED or ESIM_ALREADY_USED"},
+    },
+)
+async def refund_order(request: Request, order_id: uuid.UUID, body: RefundCreate, admin: Admin) -> Response:
+    async def handle() -> Response:
+        async with request.app.state.sessions() as session:
+            before = _snapshot(await _order(session, order_id))
+        refund = await request_refund(
+            request,
+            scope=f"admin:{admin.user_id}",
+            order_id=order_id,
+            reason=body.reason,
+            actor=admin.actor,
+            amount_minor=body.amount_minor,
+            allow_used=body.allow_used_esim,
+        )
+        async with request.app.state.sessions() as session, session.begin():
+            record_action(
+                session,
+                actor=admin.actor,
+                action="order.refund.used_esim_override" if refund.used_esim_override else "order.refund",
+                target_type="order",
+                target_id=order_id,
+                before=before,
+                after={
+                    "refund_id": str(refund.id),
+                    "amount_minor": refund.amount_minor,
+                    "allow_used_esim": body.allow_used_esim,
+                },
+                reason=body.reason,
+                request_id=request_id(request),
+            )
+        return JSONResponse(RefundOut.model_validate(refund).model_dump(mode="json"), status_code=201)
+
+    return await idempotent(request, f"admin:{admin.user_id}", handle)
+
+
+@router.get("/refunds/{refund_id}", response_model=RefundOut, summary="One refund")
+async def get_refund(refund_id: uuid.UUID, admin: Admin, session: Session) -> RefundOut:
+    refund = await session.get(Refund, refund_id)
+    if refund is None:
+        raise AppError("NOT_FOUND", f"no refund {refund_id}")
+    return RefundOut.model_validate(refund)
+
+
+@router.post(
+    "/orders/{order_id}/retry",
+    status_code=202,
+    response_model=AdminOrderOut,
+    summary="Provision a FAILED wallet order again (a new attempt; the failed one charged nothing)",
+    responses={409: {"description": "ORDER_INVALID_STATE: only FAILED wallet orders"}},
+)
+async def retry_order(
+    request: Request, order_id: uuid.UUID, body: AdminAction, admin: Admin, session: Session
+) -> AdminOrderOut:
+    settings = request.app.state.settings
+    async with session.begin():
+        order = await _order(session, order_id, lock=True)  # a second retry waits, then sees CREATED
+        if order.status is not OrderStatus.FAILED or order.channel is not Channel.B2B:
+            raise AppError(
+                "ORDER_INVALID_STATE",
+                f"only a FAILED wallet order can be retried; this is {order.status.value}",
+            )
+        before = _snapshot(order)
+        attempt = attempt_of(order.workflow_id) + 1
+        retry = OrderInput(
+            order_id=order.id,
+            workflow_id=order_workflow_id(order.id, attempt),
+            channel=order.channel,
+            vendor_id=order.vendor_id,
+            bundle_code=order.bundle_code,
+            quantity=order.quantity,
+            unit_price_minor=order.unit_price_minor,
+            currency=order.currency,
+            wholesale_unit_minor=(order.wholesale_cost_minor or 0) // order.quantity,
+            customer_reference=order.customer_reference,
+            supplier_task_queue=settings.esimgo_task_queue,
+        )
+        try:
+            await request.app.state.temporal.start_workflow(
+                OrderWorkflow.run,
+                retry,
+                id=retry.workflow_id,
+                task_queue=settings.temporal_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=search_attributes(retry, OrderStatus.CREATED),
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # started by a request whose commit was lost; this one records it
+        except (RPCError, RuntimeError) as exc:
+            raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
+        # No supplier order was placed by the failed attempt's end: the new one starts afresh.
+        order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
+        order.provisioning_started_at = order.failure_code = order.failure_reason = None
+        record_action(
+            session,
+            actor=admin.actor,
+            action="order.retry",
+            target_type="order",
+            target_id=order.id,
+            before=before,
+            after=_snapshot(order),
+            reason=body.reason,
+            request_id=request_id(request),
+        )
+    return AdminOrderOut.model_validate(order)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=AdminOrderOut,
+    summary="Cancel an unpaid card order (its PaymentIntent is canceled too)",
+    responses={409: {"description": "ORDER_INVALID_STATE: paid or finished"}},
+)
+async def cancel_order(
+    request: Request, order_id: uuid.UUID, body: AdminAction, admin: Admin, session: Session
+) -> AdminOrderOut:
+    order = await _order(session, order_id)
+    before = _snapshot(order)
+    await session.commit()
+    await cancel_unpaid(request, order)
+    async with session.begin():
+        await session.refresh(order)
+        record_action(
+            session,
+            actor=admin.actor,
+            action="order.cancel",
+            target_type="order",
+            target_id=order.id,
+            before=before,
+            after=_snapshot(order),
+            reason=body.reason,
+            request_id=request_id(request),
+        )
+    return AdminOrderOut.model_validate(order)
+
+
+@router.get("/audit-logs", response_model=Page[AuditLogOut], summary="The audit trail, newest first")
+async def audit_logs(
+    admin: Admin,
+    session: Session,
+    paging: Paging,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    actor_id: str | None = None,
+    action: str | None = None,
+) -> Page[AuditLogOut]:
+    query = select(AuditLog)
+    for column, value in (
+        (AuditLog.target_type, target_type),
+        (AuditLog.target_id, target_id),
+        (AuditLog.actor_id, actor_id),
+        (AuditLog.action, action),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return await paging.fetch_page(session, query.order_by(AuditLog.id.desc()), AuditLogOut)

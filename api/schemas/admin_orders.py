@@ -1,0 +1,103 @@
+"""Shapes of the admin order tools: lists, the timeline, refunds and the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.orders import EsimOut, OrderOut
+from ttelgo.models import Channel, PaymentStatus, RefundStatus
+
+
+class AdminOrderOut(OrderOut):
+    channel: Channel
+    user_id: uuid.UUID | None
+    vendor_id: uuid.UUID | None
+    refunded_minor: int
+    workflow_id: str
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    provider_payment_id: str
+    status: PaymentStatus
+    amount_minor: int
+    refunded_minor: int
+    currency: str
+    failure_message: str | None
+    succeeded_at: datetime | None
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: RefundStatus
+    amount_minor: int
+    currency: str
+    reason: str
+    requested_by: str
+    used_esim_override: bool
+    provider_refund_id: str | None
+    failure_reason: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    source: str = Field(description="database | workflow | audit")
+    event: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AdminOrderDetail(AdminOrderOut):
+    customer_email: str | None = None
+    esims: list[EsimOut]
+    payments: list[PaymentOut]
+    refunds: list[RefundOut]
+    timeline: list[TimelineEntry]
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_minor: int | None = Field(default=None, gt=0, description="left out: everything not yet refunded")
+    reason: str = Field(min_length=3, max_length=1000)
+    allow_used_esim: bool = Field(
+        default=False, description="refund although the eSIM has been used (recorded in the audit log)"
+    )
+
+
+class VendorRefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class AdminAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class AuditLogOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target_type: str
+    target_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str | None
+    request_id: str | None
+    created_at: datetime

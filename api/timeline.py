@@ -1,0 +1,108 @@
+"""An order's timeline for operators: what the database recorded and what the workflow histories say
+(state changes, steps with their attempts and errors, signals and updates), in time order."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.schemas.admin_orders import TimelineEntry
+from ttelgo.models import AuditLog, Order, Refund
+
+
+def database_entries(order: Order, refunds: list[Refund], audit: list[AuditLog]) -> list[TimelineEntry]:
+    entries = [TimelineEntry(at=order.created_at, source="database", event="order created")]
+    if order.paid_at:
+        entries.append(TimelineEntry(at=order.paid_at, source="database", event="paid"))
+    if order.completed_at:
+        entries.append(TimelineEntry(at=order.completed_at, source="database", event="completed"))
+    for r in refunds:
+        detail = {"refund_id": str(r.id), "amount_minor": r.amount_minor}
+        entries.append(
+            TimelineEntry(at=r.created_at, source="database", event="refund requested", detail=detail)
+        )
+        if r.settled_at:
+            event = f"refund {r.status.value.lower()}"
+            entries.append(TimelineEntry(at=r.settled_at, source="database", event=event, detail=detail))
+    entries += [
+        TimelineEntry(
+            at=a.created_at,
+            source="audit",
+            event=a.action,
+            detail={"actor": f"{a.actor_type}:{a.actor_id}", "reason": a.reason},
+        )
+        for a in audit
+    ]
+    return entries
+
+
+async def workflow_entries(client: Client, workflow_id: str) -> list[TimelineEntry]:
+    """Empty when the history cannot be read (Temporal down, or the history is past retention)."""
+    try:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError:
+        return []
+    entries = []
+    scheduled: dict[int, str] = {}
+    for event in history.events:
+        entry = _entry(event, scheduled)
+        if entry is not None:
+            name, detail = entry
+            entries.append(
+                TimelineEntry(
+                    at=event.event_time.ToDatetime(tzinfo=UTC),
+                    source="workflow",
+                    event=name,
+                    detail={"workflow_id": workflow_id, **detail},
+                )
+            )
+    return entries
+
+
+def _entry(event: HistoryEvent, scheduled: dict[int, str]) -> tuple[str, dict[str, Any]] | None:
+    kind = event.event_type
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        return "workflow started", {}
+    if kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        if "OrderStatus" in fields:
+            return "status", {"status": json.loads(fields["OrderStatus"].data)}
+        return None
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        name = event.activity_task_scheduled_event_attributes.activity_type.name
+        scheduled[event.event_id] = name
+        return "step scheduled", {"step": name}
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+        started = event.activity_task_started_event_attributes
+        detail: dict[str, Any] = {
+            "step": scheduled.get(started.scheduled_event_id),
+            "attempt": started.attempt,
+        }
+        if started.HasField("last_failure"):
+            detail["last_error"] = started.last_failure.message
+        return "step started", detail
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+        failed = event.activity_task_failed_event_attributes
+        return "step failed", {
+            "step": scheduled.get(failed.scheduled_event_id),
+            "error": failed.failure.message,
+        }
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+        return "signal", {"name": event.workflow_execution_signaled_event_attributes.signal_name}
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+        name = event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        return "update", {"name": name}
+    if kind == EventType.EVENT_TYPE_TIMER_FIRED:
+        return "timer fired", {}
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        return "workflow completed", {}
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        failure = event.workflow_execution_failed_event_attributes.failure.message
+        return "workflow failed", {"error": failure}
+    return None

@@ -1,0 +1,175 @@
+"""The refund workflow (`refund-{id}`): money back on one order, at most what was captured.
+
+Reserve the amount against the order (refused → the API answers 409) → when the order is then fully
+refunded, revoke its unused bundles at eSIM Go (refunding our supplier balance) → wallet orders: credit
+the wallet once; card orders: a Stripe refund, followed to its final state by webhook or by reading it
+back → SUCCEEDED (order REFUNDED or PARTIALLY_REFUNDED) or FAILED (the reservation released). A card
+refund that fails after succeeding is reversed in our records while the workflow still watches it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        CREATE_CARD_REFUND,
+        CREDIT_REFUND,
+        READ_CARD_REFUND,
+        RESERVE_REFUND,
+        REVOKE_BUNDLES,
+        SETTLE_REFUND,
+        CardRefund,
+        PaymentRequest,
+        RefundInput,
+        RefundPlan,
+        RefundSettlement,
+    )
+    from ttelgo.models.orders import Channel, PaymentPurpose, RefundStatus
+    from ttelgo.payments import PaymentEvent, RefundRef
+    from workflows.order import SUPPLIER_RETRIES, failure_reason
+    from workflows.payment import LOCAL_STEP, STRIPE_CALL
+
+FAILED_AT_STRIPE = ("failed", "canceled")
+
+
+def refund_workflow_id(refund_id: object) -> str:
+    return f"refund-{refund_id}"
+
+
+class RefundState(StrEnum):
+    REQUESTED = "REQUESTED"
+    REJECTED = "REJECTED"
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REVERSED = "REVERSED"
+
+
+class RefundProgress(BaseModel):
+    state: RefundState
+    amount_minor: int | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+@workflow.defn(name="Refund")
+class RefundWorkflow:
+    @workflow.init
+    def __init__(self, refund: RefundInput) -> None:
+        self._progress = RefundProgress(state=RefundState.REQUESTED)
+        self._stripe_refund: RefundRef | None = None
+        self._seen: set[str] = set()
+
+    @workflow.run
+    async def run(self, refund: RefundInput) -> RefundProgress:
+        self._refund = refund
+        try:
+            plan: RefundPlan = await workflow.execute_local_activity(
+                RESERVE_REFUND, refund, result_type=RefundPlan, **LOCAL_STEP
+            )
+        except (ActivityError, ApplicationError) as refused:
+            code, detail = failure_reason(refused)
+            self._progress = RefundProgress(state=RefundState.REJECTED, code=code, detail=detail)
+            return self._progress
+        self._progress = RefundProgress(state=RefundState.PENDING, amount_minor=plan.amount_minor)
+        try:
+            if plan.revoke:
+                await workflow.execute_activity(
+                    REVOKE_BUNDLES,
+                    plan.revoke,
+                    task_queue=refund.supplier_task_queue,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=SUPPLIER_RETRIES,
+                )
+            if plan.channel is Channel.B2B:
+                await workflow.execute_local_activity(CREDIT_REFUND, args=[refund, plan], **LOCAL_STEP)
+                await self._settle(RefundStatus.SUCCEEDED)
+            else:
+                await self._refund_card(plan)
+        except (ActivityError, ApplicationError) as failure:
+            await self._settle(RefundStatus.FAILED, failure_reason(failure)[1])
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._progress
+
+    async def _refund_card(self, plan: RefundPlan) -> None:
+        assert plan.intent_id is not None
+        payment = PaymentRequest(
+            payment_id=self._refund.order_id,
+            workflow_id=self._refund.workflow_id,
+            purpose=PaymentPurpose.ORDER,
+            order_id=self._refund.order_id,
+            amount_minor=plan.amount_minor,
+            currency=plan.currency,
+        )
+        request = CardRefund(
+            payment=payment,
+            intent_id=plan.intent_id,
+            amount_minor=plan.amount_minor,
+            idempotency_key=f"{self._refund.workflow_id}:stripe",
+            reason=self._refund.reason,
+        )
+        self._stripe_refund = await workflow.execute_activity(
+            CREATE_CARD_REFUND, request, result_type=RefundRef, **STRIPE_CALL
+        )
+        while self._stripe_refund.status == "pending":  # no event yet: read it back now and then
+            try:
+                await workflow.wait_condition(
+                    lambda: self._stripe_refund is None or self._stripe_refund.status != "pending",
+                    timeout=timedelta(seconds=self._refund.poll_s),
+                )
+            except TimeoutError:
+                self._stripe_refund = await workflow.execute_activity(
+                    READ_CARD_REFUND, self._stripe_refund.id, result_type=RefundRef, **STRIPE_CALL
+                )
+        if self._stripe_refund.status in FAILED_AT_STRIPE:
+            await self._settle(RefundStatus.FAILED, f"Stripe refund {self._stripe_refund.status}")
+            return
+        await self._settle(RefundStatus.SUCCEEDED)
+        try:  # a bank may still return a card refund days later
+            await workflow.wait_condition(
+                lambda: self._stripe_refund is not None and self._stripe_refund.status in FAILED_AT_STRIPE,
+                timeout=timedelta(seconds=self._refund.watch_s),
+            )
+        except TimeoutError:
+            return
+        await self._settle(RefundStatus.REVERSED, "the refund failed after it had succeeded")
+
+    async def _settle(self, outcome: RefundStatus, reason: str | None = None) -> None:
+        settlement = RefundSettlement(
+            refund_id=self._refund.refund_id,
+            outcome=outcome,
+            provider_refund_id=self._stripe_refund.id if self._stripe_refund else None,
+            failure_reason=reason,
+        )
+        await workflow.execute_local_activity(SETTLE_REFUND, settlement, **LOCAL_STEP)
+        self._progress = self._progress.model_copy(
+            update={"state": RefundState(outcome.value), "detail": reason}
+        )
+
+    @workflow.signal
+    def payment_event(self, event: PaymentEvent) -> None:
+        """Stripe's refund events (`refund.updated`, `refund.failed`), each applied once."""
+        ours = self._stripe_refund is not None and event.refund_id == self._stripe_refund.id
+        if not ours or event.event_id in self._seen or event.status is None:
+            return
+        self._seen.add(event.event_id)
+        assert self._stripe_refund is not None
+        if self._stripe_refund.status in FAILED_AT_STRIPE:
+            return  # failed is final
+        self._stripe_refund = self._stripe_refund.model_copy(update={"status": event.status})
+
+    @workflow.update
+    async def accepted(self) -> RefundProgress:
+        await workflow.wait_condition(lambda: self._progress.state is not RefundState.REQUESTED)
+        return self._progress
+
+    @workflow.query
+    def status(self) -> RefundProgress:
+        return self._progress
+
