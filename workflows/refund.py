@@ -1,10 +1,10 @@
 """The refund workflow (`refund-{id}`): money back on one order, at most what was captured.
 
-Reserve the amount against the order (refused → the API answers 409) → when the order is then fully
-refunded, revoke its unused bundles at eSIM Go (refunding our supplier balance) → wallet orders: credit
-the wallet once; card orders: a Stripe refund, followed to its final state by webhook or by reading it
-back → SUCCEEDED (order REFUNDED or PARTIALLY_REFUNDED) or FAILED (the reservation released). A card
-refund that fails after succeeding is reversed in our records while the workflow still watches it.
+Reserve the amount against the order (refused → the API answers 409) → wallet orders: credit the wallet
+once; card orders: a Stripe refund, followed to its final state by webhook or by reading it back →
+SUCCEEDED (order REFUNDED or PARTIALLY_REFUNDED) or FAILED (the reservation released) → when the order
+is now fully refunded, revoke its bundles at eSIM Go (refunding our supplier balance where unused). A
+card refund that fails after succeeding is reversed in our records while the workflow still watches it.
 """
 
 from __future__ import annotations
@@ -79,14 +79,6 @@ class RefundWorkflow:
             return self._progress
         self._progress = RefundProgress(state=RefundState.PENDING, amount_minor=plan.amount_minor)
         try:
-            if plan.revoke:
-                await workflow.execute_activity(
-                    REVOKE_BUNDLES,
-                    plan.revoke,
-                    task_queue=refund.supplier_task_queue,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=SUPPLIER_RETRIES,
-                )
             if plan.channel is Channel.B2B:
                 await workflow.execute_local_activity(CREDIT_REFUND, args=[refund, plan], **LOCAL_STEP)
                 await self._settle(RefundStatus.SUCCEEDED)
@@ -94,8 +86,38 @@ class RefundWorkflow:
                 await self._refund_card(plan)
         except (ActivityError, ApplicationError) as failure:
             await self._settle(RefundStatus.FAILED, failure_reason(failure)[1])
+        if self._progress.state is RefundState.SUCCEEDED:
+            # Money first, bundles after: a supplier problem never keeps a customer's money.
+            await self._revoke(plan)
+            if plan.channel is Channel.B2C:
+                await self._watch()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
+
+    async def _revoke(self, plan: RefundPlan) -> None:
+        if not plan.revoke:
+            return
+        try:
+            await workflow.execute_activity(
+                REVOKE_BUNDLES,
+                plan.revoke,
+                task_queue=self._refund.supplier_task_queue,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SUPPLIER_RETRIES,
+            )
+        except ActivityError as failure:  # the refund stands; the order's timeline shows the failed step
+            workflow.logger.warning("bundles not revoked: %s", failure_reason(failure)[1])
+
+    async def _watch(self) -> None:
+        """A bank may still return a card refund days later: then it is undone in our records."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._stripe_refund is not None and self._stripe_refund.status in FAILED_AT_STRIPE,
+                timeout=timedelta(seconds=self._refund.watch_s),
+            )
+        except TimeoutError:
+            return
+        await self._settle(RefundStatus.REVERSED, "the refund failed after it had succeeded")
 
     async def _refund_card(self, plan: RefundPlan) -> None:
         assert plan.intent_id is not None
@@ -131,14 +153,6 @@ class RefundWorkflow:
             await self._settle(RefundStatus.FAILED, f"Stripe refund {self._stripe_refund.status}")
             return
         await self._settle(RefundStatus.SUCCEEDED)
-        try:  # a bank may still return a card refund days later
-            await workflow.wait_condition(
-                lambda: self._stripe_refund is not None and self._stripe_refund.status in FAILED_AT_STRIPE,
-                timeout=timedelta(seconds=self._refund.watch_s),
-            )
-        except TimeoutError:
-            return
-        await self._settle(RefundStatus.REVERSED, "the refund failed after it had succeeded")
 
     async def _settle(self, outcome: RefundStatus, reason: str | None = None) -> None:
         settlement = RefundSettlement(
@@ -172,4 +186,3 @@ class RefundWorkflow:
     @workflow.query
     def status(self) -> RefundProgress:
         return self._progress
-

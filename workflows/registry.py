@@ -6,4 +6,10 @@ from workflows.order import OrderWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.topup import TopupWorkflow
 
-WORKFLOWS: list[type] = [CatalogueSyncWorkflow, EsimUsageWorkflow, OrderWorkflow, RefundWorkflow, TopupWorkflow]
+WORKFLOWS: list[type] = [
+    CatalogueSyncWorkflow,
+    EsimUsageWorkflow,
+    OrderWorkflow,
+    RefundWorkflow,
+    TopupWorkflow,
+]
