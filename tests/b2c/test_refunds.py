@@ -4,16 +4,23 @@ ledger, revocation at the eSIM Go simulator, limits under races, and the audit t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
+from temporalio import activity
 
+from activities.contracts import CREATE_CARD_REFUND, READ_CARD_REFUND, CardRefund, RefundInput
+from activities.registry import build_activities
 from tests.b2b.conftest import B2B, VendorHandle
 from tests.b2c.conftest import B2C
 from ttelgo.models import Esim, EsimStatus, LedgerEntryType, Payment, PaymentStatus, VendorLedgerEntry
+from ttelgo.payments import RefundRef
+from worker import build_workers
+from workflows.refund import RefundProgress, RefundState, RefundWorkflow, refund_workflow_id
 
 
 async def _refund(b2c: B2C, order_id: str, key: str | None = None, **body: Any) -> httpx.Response:
@@ -43,6 +50,19 @@ async def _bundle_states(b2c: B2C, iccid: str) -> list[str]:
         return [u.state for u in await client.get_esim_bundles(iccid)]
     finally:
         await client.aclose()
+
+
+async def _revoked(b2c: B2C, iccid: str) -> None:
+    """Revocation follows the refund (money first), so it is waited for: at eSIM Go and in our records."""
+    deadline = time.monotonic() + 20
+    while True:
+        async with b2c.sessions() as session:
+            recorded = await session.scalar(select(Esim.status).where(Esim.iccid == iccid))
+        states = await _bundle_states(b2c, iccid)
+        if states == ["revoked"] and recorded is EsimStatus.REVOKED:
+            return
+        assert time.monotonic() < deadline, f"{iccid} still {states} / {recorded}"
+        await asyncio.sleep(0.2)
 
 
 def _revokes(b2c: B2C) -> int:
@@ -85,7 +105,7 @@ async def test_full_card_refund_revokes_once_and_ignores_replayed_events(b2c: B2
     assert detail["payments"][0]["status"] == "REFUNDED"
     assert detail["payments"][0]["refunded_minor"] == order["total_minor"]
     for esim in order["esims"]:
-        assert await _bundle_states(b2c, esim["iccid"]) == ["revoked"]
+        await _revoked(b2c, esim["iccid"])
     assert _revokes(b2c) == 2
     assert b2c.sim.admin.get("/organisation/balance").json()["balance"] > balance_before
 
@@ -126,7 +146,7 @@ async def test_partial_refunds_up_to_the_total_and_not_beyond(b2c: B2C) -> None:
     assert (await _settled(b2c, rest.json()["id"], "SUCCEEDED"))["amount_minor"] == total - 100
     detail = await _admin_order(b2c, order["id"])
     assert detail["status"] == "REFUNDED" and detail["refunded_minor"] == total
-    assert await _bundle_states(b2c, order["esims"][0]["iccid"]) == ["revoked"]
+    await _revoked(b2c, order["esims"][0]["iccid"])
     nothing_left = await _refund(b2c, order["id"], amount_minor=1)
     assert nothing_left.status_code == 409
 
@@ -256,10 +276,8 @@ async def test_vendor_refund_of_an_unused_esim_credits_the_wallet_once(b2c: B2C)
     await _settled(b2c, answers[0].json()["id"], "SUCCEEDED")
     assert (await b2b.wallet(vendor))["balance_minor"] == 10_000
     assert await _refund_entries(b2c, vendor) == 1
-    assert await _bundle_states(b2c, order["esims"][0]["iccid"]) == ["revoked"] and _revokes(b2c) == 1
-    async with b2c.sessions() as session:
-        esim = await session.scalar(select(Esim).where(Esim.order_id == uuid.UUID(order["id"])))
-        assert esim is not None and esim.status is EsimStatus.REVOKED
+    await _revoked(b2c, order["esims"][0]["iccid"])
+    assert _revokes(b2c) == 1
 
     other = await b2b.new_vendor()
     foreign = await b2c.api.post(
@@ -349,3 +367,57 @@ async def test_admin_cancels_an_unpaid_order_and_lists_orders(b2c: B2C) -> None:
     async with b2c.sessions() as session:
         payment = await session.scalar(select(Payment).where(Payment.order_id == uuid.UUID(unpaid["id"])))
         assert payment is not None and payment.status is PaymentStatus.CANCELED
+
+
+async def test_a_pending_card_refund_is_read_back_until_it_is_final(b2c: B2C) -> None:
+    """localstripe settles refunds at once, so here Stripe's two refund calls answer "pending" first,
+    as a bank transfer would; everything else (database, eSIM Go, Temporal) is the real thing."""
+    customer = await b2c.customer()
+    order = await b2c.paid_order(customer)
+    reads: list[str] = []
+
+    @activity.defn(name=CREATE_CARD_REFUND)
+    async def create_refund(request: CardRefund) -> RefundRef:
+        return RefundRef(id="re_slow_bank", status="pending", amount_minor=request.amount_minor)
+
+    @activity.defn(name=READ_CARD_REFUND)
+    async def read_refund(refund_id: str) -> RefundRef:
+        reads.append(refund_id)
+        return RefundRef(id=refund_id, status="succeeded" if len(reads) == 2 else "pending", amount_minor=1)
+
+    queue = f"{b2c.settings.temporal_task_queue}-slow-bank"
+    settings = b2c.settings.model_copy(
+        update={"temporal_task_queue": queue, "esimgo_task_queue": f"{queue}-esimgo"}
+    )
+    activities = await build_activities(settings)
+    stubbed = {CREATE_CARD_REFUND, READ_CARD_REFUND}
+    activities.main = [
+        a for a in activities.main if activity._Definition.must_from_callable(a).name not in stubbed
+    ] + [create_refund, read_refund]
+    refund_id = uuid.uuid4()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in build_workers(b2c.temporal, settings, activities):
+                await stack.enter_async_context(worker)
+            result = await b2c.temporal.execute_workflow(
+                RefundWorkflow.run,
+                RefundInput(
+                    refund_id=refund_id,
+                    workflow_id=refund_workflow_id(refund_id),
+                    order_id=uuid.UUID(order["id"]),
+                    reason="slow bank",
+                    actor="admin:test",
+                    supplier_task_queue=settings.esimgo_task_queue,
+                    poll_s=1,
+                    watch_s=0,
+                ),
+                id=refund_workflow_id(refund_id),
+                task_queue=queue,
+                result_type=RefundProgress,
+            )
+    finally:
+        await activities.close()
+    assert result.state is RefundState.SUCCEEDED and reads == ["re_slow_bank", "re_slow_bank"]
+    refund = await _settled(b2c, str(refund_id), "SUCCEEDED")
+    assert refund["provider_refund_id"] == "re_slow_bank"
+    assert (await _admin_order(b2c, order["id"]))["status"] == "REFUNDED"
