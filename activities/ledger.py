@@ -3,6 +3,8 @@ ids come from the workflow id, so a retried activity finds its own transfer inst
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -30,16 +32,45 @@ class LedgerActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
+    async def _wallet_spec(
+        self,
+        *,
+        transfer_id: str,
+        vendor_id: uuid.UUID,
+        platform: AccountKind,
+        into_wallet: bool,
+        amount_minor: int,
+        currency: str,
+        code: str,
+        entry_type: LedgerEntryType,
+        memo: str,
+        order_id: uuid.UUID | None = None,
+    ) -> ledger.TransferSpec:
+        """A transfer between a vendor's wallet and one of the platform's accounts, either way."""
+        async with self.sessions() as session, session.begin():
+            wallet = await ledger.vendor_wallet(session, vendor_id, currency)
+            other = await ledger.platform_account(session, platform, currency)
+        debit, credit = (other, wallet) if into_wallet else (wallet, other)
+        return ledger.TransferSpec(
+            id=transfer_id,
+            debit_account_id=debit.id,
+            credit_account_id=credit.id,
+            amount_minor=amount_minor,
+            currency=currency,
+            code=code,
+            entry_type=entry_type,
+            order_id=order_id,
+            memo=memo,
+        )
+
     @activity.defn(name=HOLD_FUNDS)
     async def hold_funds(self, order: OrderInput) -> None:
         assert order.vendor_id is not None, "only wallet orders hold funds"
-        async with self.sessions() as session, session.begin():
-            wallet = await ledger.vendor_wallet(session, order.vendor_id, order.currency)
-            revenue = await ledger.platform_account(session, AccountKind.REVENUE, order.currency)
-        spec = ledger.TransferSpec(
-            id=hold_id(order),
-            debit_account_id=wallet.id,
-            credit_account_id=revenue.id,
+        spec = await self._wallet_spec(
+            transfer_id=hold_id(order),
+            vendor_id=order.vendor_id,
+            platform=AccountKind.REVENUE,
+            into_wallet=False,
             amount_minor=order.total_minor,
             currency=order.currency,
             code="order_hold",
@@ -64,13 +95,11 @@ class LedgerActivities:
     @activity.defn(name=CREDIT_TOPUP)
     async def credit_topup(self, topup: TopupInput) -> None:
         """Card money received (card clearing) becomes wallet balance, exactly once per top-up."""
-        async with self.sessions() as session, session.begin():
-            wallet = await ledger.vendor_wallet(session, topup.vendor_id, topup.currency)
-            clearing = await ledger.platform_account(session, AccountKind.CARD_CLEARING, topup.currency)
-        spec = ledger.TransferSpec(
-            id=f"{topup.workflow_id}:credit",
-            debit_account_id=clearing.id,
-            credit_account_id=wallet.id,
+        spec = await self._wallet_spec(
+            transfer_id=f"{topup.workflow_id}:credit",
+            vendor_id=topup.vendor_id,
+            platform=AccountKind.CARD_CLEARING,
+            into_wallet=True,
             amount_minor=topup.amount_minor,
             currency=topup.currency,
             code="wallet_topup",
@@ -83,13 +112,11 @@ class LedgerActivities:
     async def credit_refund(self, refund: RefundInput, plan: RefundPlan) -> None:
         """A wallet order's money back to the wallet, exactly once per refund."""
         assert plan.vendor_id is not None, "only wallet orders are refunded to a wallet"
-        async with self.sessions() as session, session.begin():
-            wallet = await ledger.vendor_wallet(session, plan.vendor_id, plan.currency)
-            revenue = await ledger.platform_account(session, AccountKind.REVENUE, plan.currency)
-        spec = ledger.TransferSpec(
-            id=f"{refund.workflow_id}:credit",
-            debit_account_id=revenue.id,
-            credit_account_id=wallet.id,
+        spec = await self._wallet_spec(
+            transfer_id=f"{refund.workflow_id}:credit",
+            vendor_id=plan.vendor_id,
+            platform=AccountKind.REVENUE,
+            into_wallet=True,
             amount_minor=plan.amount_minor,
             currency=plan.currency,
             code="order_refund",

@@ -52,22 +52,23 @@ async def live_progress(request: Request, order: Order) -> LiveProgress | None:
     )
 
 
+def esim_out(esim: Esim, base_path: str) -> EsimOut:
+    """`base_path` is the order's own URL, under which the eSIM's QR code lives."""
+    return EsimOut(
+        iccid=esim.iccid,
+        smdp_address=esim.smdp_address,
+        matching_id=esim.matching_id,
+        lpa=lpa(esim.smdp_address, esim.matching_id),
+        qr_code_url=f"{base_path}/esims/{esim.iccid}/qr.png",
+    )
+
+
 async def order_detail(request: Request, session: AsyncSession, order: Order, base_path: str) -> OrderDetail:
-    """`base_path` is the order's own URL, under which its eSIMs' QR codes live."""
     esims = await session.scalars(select(Esim).where(Esim.order_id == order.id).order_by(Esim.iccid))
     return OrderDetail(
         **OrderOut.model_validate(order).model_dump(),
         progress=await live_progress(request, order),
-        esims=[
-            EsimOut(
-                iccid=e.iccid,
-                smdp_address=e.smdp_address,
-                matching_id=e.matching_id,
-                lpa=lpa(e.smdp_address, e.matching_id),
-                qr_code_url=f"{base_path}/esims/{e.iccid}/qr.png",
-            )
-            for e in esims
-        ],
+        esims=[esim_out(e, base_path) for e in esims],
     )
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.contracts import OrderInput
-from api.deps import Admin, Session, request_id
+from api.deps import Admin, AdminCaller, Session, request_id
 from api.idempotency import idempotent
-from api.order_views import cancel_unpaid
+from api.order_views import cancel_unpaid, esim_out
 from api.pagination import Page, Paging
 from api.refunds import request_refund
 from api.schemas.admin_orders import (
@@ -29,23 +30,44 @@ from api.schemas.admin_orders import (
     RefundCreate,
     RefundOut,
 )
-from api.schemas.orders import EsimOut
 from api.timeline import database_entries, workflow_entries
 from ttelgo.audit import record_action
 from ttelgo.errors import AppError
 from ttelgo.models import AuditLog, Channel, Esim, Order, OrderStatus, Payment, Refund, User
-from ttelgo.qr import lpa
 from workflows.order import OrderWorkflow, attempt_of, order_workflow_id, search_attributes
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin: orders"])
 
 
-def _snapshot(order: Order) -> dict[str, object]:
+def _snapshot(order: Order) -> dict[str, Any]:
     return {
         "status": order.status.value,
         "refunded_minor": order.refunded_minor,
         "workflow_id": order.workflow_id,
     }
+
+
+def _audit(
+    session: AsyncSession,
+    request: Request,
+    admin: AdminCaller,
+    action: str,
+    order_id: uuid.UUID,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str,
+) -> None:
+    record_action(
+        session,
+        actor=admin.actor,
+        action=action,
+        target_type="order",
+        target_id=order_id,
+        before=before,
+        after=after,
+        reason=reason,
+        request_id=request_id(request),
+    )
 
 
 async def _order(session: Session, order_id: uuid.UUID, *, lock: bool = False) -> Order:
@@ -113,16 +135,7 @@ async def get_order(
     return AdminOrderDetail(
         **AdminOrderOut.model_validate(order).model_dump(),
         customer_email=email,
-        esims=[
-            EsimOut(
-                iccid=e.iccid,
-                smdp_address=e.smdp_address,
-                matching_id=e.matching_id,
-                lpa=lpa(e.smdp_address, e.matching_id),
-                qr_code_url=f"/api/v1/orders/{order.id}/esims/{e.iccid}/qr.png",
-            )
-            for e in esims
-        ],
+        esims=[esim_out(e, f"/api/v1/orders/{order.id}") for e in esims],
         payments=[PaymentOut.model_validate(p) for p in payments],
         refunds=[RefundOut.model_validate(r) for r in refunds],
         timeline=sorted(timeline, key=lambda entry: entry.at),
@@ -153,12 +166,12 @@ async def refund_order(request: Request, order_id: uuid.UUID, body: RefundCreate
             allow_used=body.allow_used_esim,
         )
         async with request.app.state.sessions() as session, session.begin():
-            record_action(
+            _audit(
                 session,
-                actor=admin.actor,
-                action="order.refund.used_esim_override" if refund.used_esim_override else "order.refund",
-                target_type="order",
-                target_id=order_id,
+                request,
+                admin,
+                "order.refund.used_esim_override" if refund.used_esim_override else "order.refund",
+                order_id,
                 before=before,
                 after={
                     "refund_id": str(refund.id),
@@ -166,7 +179,6 @@ async def refund_order(request: Request, order_id: uuid.UUID, body: RefundCreate
                     "allow_used_esim": body.allow_used_esim,
                 },
                 reason=body.reason,
-                request_id=request_id(request),
             )
         return JSONResponse(RefundOut.model_validate(refund).model_dump(mode="json"), status_code=201)
 
@@ -230,17 +242,7 @@ async def retry_order(
         # No supplier order was placed by the failed attempt's end: the new one starts afresh.
         order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
         order.provisioning_started_at = order.failure_code = order.failure_reason = None
-        record_action(
-            session,
-            actor=admin.actor,
-            action="order.retry",
-            target_type="order",
-            target_id=order.id,
-            before=before,
-            after=_snapshot(order),
-            reason=body.reason,
-            request_id=request_id(request),
-        )
+        _audit(session, request, admin, "order.retry", order.id, before, _snapshot(order), body.reason)
     return AdminOrderOut.model_validate(order)
 
 
@@ -259,17 +261,7 @@ async def cancel_order(
     await cancel_unpaid(request, order)
     async with session.begin():
         await session.refresh(order)
-        record_action(
-            session,
-            actor=admin.actor,
-            action="order.cancel",
-            target_type="order",
-            target_id=order.id,
-            before=before,
-            after=_snapshot(order),
-            reason=body.reason,
-            request_id=request_id(request),
-        )
+        _audit(session, request, admin, "order.cancel", order.id, before, _snapshot(order), body.reason)
     return AdminOrderOut.model_validate(order)
 
 
