@@ -198,9 +198,7 @@ class RefundPlan(BaseModel):
     currency: str
     channel: Channel
     vendor_id: uuid.UUID | None = None
-    payment: PaymentRequest | None = None
     intent_id: str | None = None
-    revoke: list[RevokeBundle] = []
 
 
 class CardRefund(BaseModel):

@@ -50,7 +50,11 @@ class RefundActivities:
     async def reserve(self, request: RefundInput) -> RefundPlan:
         """Checks and reserves under the order's row lock; a retry finds its own reservation."""
         async with self.sessions() as session, session.begin():
-            order = await session.scalar(select(Order).where(Order.id == request.order_id).with_for_update())
+            order = await session.scalar(
+                select(Order)
+                .where(Order.id == request.order_id, Order.deleted_at.is_(None))
+                .with_for_update()
+            )
             if order is None or (request.vendor_id and order.vendor_id != request.vendor_id):
                 raise _refused("ORDER_NOT_FOUND", f"no order {request.order_id}")
             esims = list(await session.scalars(select(Esim).where(Esim.order_id == order.id)))
@@ -60,19 +64,12 @@ class RefundActivities:
                 session.add(refund)
                 order.refunded_minor += refund.amount_minor
             payment = await session.scalar(select(Payment).where(Payment.order_id == order.id))
-            fully_refunded = order.refunded_minor == order.total_minor
             return RefundPlan(
                 amount_minor=refund.amount_minor,
                 currency=order.currency,
                 channel=order.channel,
                 vendor_id=order.vendor_id,
                 intent_id=payment.provider_payment_id if payment else None,
-                # The eSIMs go back to eSIM Go once all the money has gone back, not on a partial refund.
-                revoke=[
-                    RevokeBundle(iccid=e.iccid, bundle_name=e.bundle_name)
-                    for e in esims
-                    if fully_refunded and e.status is not EsimStatus.REVOKED
-                ],
             )
 
     @staticmethod
@@ -100,8 +97,11 @@ class RefundActivities:
         )
 
     @activity.defn(name=SETTLE_REFUND)
-    async def settle(self, settlement: RefundSettlement) -> None:
-        """Each move happens once (PENDING → SUCCEEDED/FAILED, SUCCEEDED → REVERSED); a retry is a no-op."""
+    async def settle(self, settlement: RefundSettlement) -> list[RevokeBundle]:
+        """Each move happens once (PENDING → SUCCEEDED/FAILED, SUCCEEDED → REVERSED); a retry is a no-op.
+
+        Answers the bundles to revoke at eSIM Go: all of the order's, once the refunds that have actually
+        succeeded add up to its total (a partial refund leaves the eSIMs working)."""
         async with self.sessions() as session, session.begin():
             refund = await session.get_one(Refund, settlement.refund_id, with_for_update=True)
             order = await session.scalar(select(Order).where(Order.id == refund.order_id).with_for_update())
@@ -114,8 +114,10 @@ class RefundActivities:
                 RefundStatus.FAILED: RefundStatus.PENDING,
                 RefundStatus.REVERSED: RefundStatus.SUCCEEDED,
             }
+            if refund.status is settlement.outcome:  # a retry after this very move was committed
+                return await self._to_revoke(session, order, settlement.outcome)
             if refund.status is not moves[settlement.outcome]:
-                return
+                return []
             refund.status = settlement.outcome
             refund.provider_refund_id = settlement.provider_refund_id or refund.provider_refund_id
             refund.failure_reason = settlement.failure_reason
@@ -124,11 +126,7 @@ class RefundActivities:
                 order.refunded_minor -= refund.amount_minor  # the reservation, or the refund, is undone
             await session.flush()
             # Statuses follow the money that has actually gone back, not what is still pending.
-            settled = await session.scalar(
-                select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-                    Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
-                )
-            )
+            settled = await _settled_minor(session, order)
             if settled == 0:
                 order.status = OrderStatus.COMPLETED
             else:
@@ -141,3 +139,24 @@ class RefundActivities:
                 else:
                     full = settled == payment.amount_minor
                     payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+            return await self._to_revoke(session, order, settlement.outcome)
+
+    @staticmethod
+    async def _to_revoke(session: AsyncSession, order: Order, outcome: RefundStatus) -> list[RevokeBundle]:
+        if outcome is not RefundStatus.SUCCEEDED or await _settled_minor(session, order) < order.total_minor:
+            return []
+        esims = await session.scalars(
+            select(Esim).where(Esim.order_id == order.id, Esim.status != EsimStatus.REVOKED)
+        )
+        return [RevokeBundle(iccid=e.iccid, bundle_name=e.bundle_name) for e in esims]
+
+
+async def _settled_minor(session: AsyncSession, order: Order) -> int:
+    return int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+            )
+        )
+        or 0
+    )

@@ -43,7 +43,7 @@ async def live_progress(request: Request, order: Order) -> LiveProgress | None:
     try:
         progress = await handle.query(OrderWorkflow.status)
         pending = (await handle.describe()).raw_description.pending_activities
-    except RPCError:
+    except (RPCError, RuntimeError):  # RuntimeError: the lazy client cannot connect
         return None  # the record alone is still a true answer
     running = pending[0] if pending else None
     last_error = running.last_failure.message if running and running.HasField("last_failure") else None
@@ -101,12 +101,11 @@ async def cancel_unpaid(request: Request, order: Order) -> None:
     handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
     try:
         progress = await handle.execute_update(OrderWorkflow.cancel)
-    except WorkflowUpdateFailedError as exc:
+    except WorkflowUpdateFailedError as exc:  # the validator refused: no longer unpaid
         cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type == "ORDER_INVALID_STATE":
-            raise AppError("ORDER_INVALID_STATE", cause.message) from exc
-        raise
-    except RPCError as exc:
+        detail = cause.message if isinstance(cause, ApplicationError) else "the order cannot be canceled"
+        raise AppError("ORDER_INVALID_STATE", detail) from exc
+    except (RPCError, RuntimeError) as exc:
         raise AppError("SERVICE_UNAVAILABLE", "try again shortly", headers={"Retry-After": "2"}) from exc
-    if progress.status is not OrderStatus.CANCELED:  # the payment won the race
-        raise AppError("ORDER_INVALID_STATE", f"the order was paid first; it is {progress.status.value}")
+    if progress.status is not OrderStatus.CANCELED:  # something else settled it first (paid, expired)
+        raise AppError("ORDER_INVALID_STATE", f"the order is {progress.status.value}, not canceled")

@@ -1,5 +1,6 @@
 """An order's timeline for operators: what the database recorded and what the workflow histories say
-(state changes, steps with their attempts and errors, signals and updates), in time order."""
+(state changes, steps run on a task queue with their attempts and errors, signals and updates), in time
+order. Local activities (the short database and ledger steps) leave only markers and are not listed."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ async def workflow_entries(client: Client, workflow_id: str) -> list[TimelineEnt
     """Empty when the history cannot be read (Temporal down, or the history is past retention)."""
     try:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
-    except RPCError:
+    except (RPCError, RuntimeError):  # RuntimeError: the lazy client cannot connect
         return []
     entries = []
     scheduled: dict[int, str] = {}

@@ -151,7 +151,12 @@ class OrderWorkflow:
         refund = RefundRequest(
             payment=self._order.payment(), intent_id=self._payment.intent_id, reason=reason
         )
-        await workflow.execute_activity(REFUND_PAYMENT, refund, **STRIPE_CALL)
+        try:
+            await workflow.execute_activity(REFUND_PAYMENT, refund, **STRIPE_CALL)
+        except ActivityError as refused:  # Stripe said no for good: an operator has to act
+            why = f"{reason}; the card refund failed: {failure_reason(refused)[1]}"
+            await self._move_to(OrderStatus.FAILED, "done", "REFUND_FAILED", why)
+            return
         await self._move_to(OrderStatus.REFUNDED, "done", code, reason)
 
     @workflow.update

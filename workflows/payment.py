@@ -7,6 +7,7 @@ payment only moves forward (`succeeded` and `canceled` are final), so order of a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from enum import StrEnum
@@ -38,6 +39,7 @@ STRIPE_STATUS = {
 }
 FINAL = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED)
 SEEN_EVENTS_KEPT = 200
+PROCESSING_RECHECK = timedelta(minutes=10)
 
 
 class Settlement(StrEnum):
@@ -57,6 +59,7 @@ class CardPayment:
         self._changes = 0  # events applied so far; `settle` reacts to each
         self._handled = 0
         self._seen: list[str] = []
+        self._latest_event_at = 0  # Stripe's `created` of the newest event applied
 
     async def open(self) -> IntentRef:
         intent: IntentRef = await workflow.execute_activity(
@@ -66,13 +69,15 @@ class CardPayment:
         return intent
 
     def on_event(self, event: PaymentEvent) -> None:
-        """Signal body: apply the event once, forward only, and only if it is about our intent."""
+        """Signal body: apply the event once, only if it is about our intent and newer than the last one
+        applied (a late `payment_failed` cannot undo a later `processing`), and never after a final one."""
         if event.event_id in self._seen or event.intent_id != self.intent_id or self.status in FINAL:
             return
         self._seen = [*self._seen[-SEEN_EVENTS_KEPT:], event.event_id]
         status = STRIPE_STATUS.get(event.type)
-        if status is None:
+        if status is None or event.created < self._latest_event_at:
             return
+        self._latest_event_at = event.created
         if status is PaymentStatus.SUCCEEDED and (
             event.amount_minor != self.request.amount_minor or event.currency != self.request.currency
         ):
@@ -106,15 +111,15 @@ class CardPayment:
         return await self._close(Settlement.CANCELED if by_buyer else Settlement.EXPIRED)
 
     async def _close(self, reason: Settlement) -> Settlement:
-        """Cancels the intent at Stripe; one that got paid meanwhile counts as paid after all."""
-        intent: IntentRef = await workflow.execute_activity(
-            CANCEL_PAYMENT, self.intent_id, result_type=IntentRef, **STRIPE_CALL
-        )
-        if intent.status == "processing":  # money in flight: its outcome decides
-            await workflow.wait_condition(lambda: self.status in FINAL or self.status is PaymentStatus.FAILED)
-            if self.status is not PaymentStatus.SUCCEEDED:
-                return await self._close(reason)
-            intent = intent.model_copy(update={"status": "succeeded"})
+        """Cancels the intent at Stripe; one that got paid meanwhile counts as paid after all. Money in
+        flight (`processing`) cannot be canceled: its outcome decides, by event or by asking again."""
+        while True:
+            intent: IntentRef = await workflow.execute_activity(
+                CANCEL_PAYMENT, self.intent_id, result_type=IntentRef, **STRIPE_CALL
+            )
+            if intent.status != "processing":
+                break
+            await self._next_change(PROCESSING_RECHECK)
         if intent.status == "succeeded":
             self.status = PaymentStatus.SUCCEEDED
             await self._record(PaymentStatus.SUCCEEDED)
@@ -122,6 +127,11 @@ class CardPayment:
         self.status = PaymentStatus.CANCELED
         await self._record(PaymentStatus.CANCELED)
         return reason
+
+    async def _next_change(self, at_most: timedelta) -> None:
+        seen = self._changes
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._changes != seen, timeout=at_most)
 
     async def _record(self, status: PaymentStatus) -> None:
         assert self.intent_id is not None

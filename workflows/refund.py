@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         RefundInput,
         RefundPlan,
         RefundSettlement,
+        RevokeBundle,
     )
     from ttelgo.models.orders import Channel, PaymentPurpose, RefundStatus
     from ttelgo.payments import PaymentEvent, RefundRef
@@ -78,29 +79,30 @@ class RefundWorkflow:
             self._progress = RefundProgress(state=RefundState.REJECTED, code=code, detail=detail)
             return self._progress
         self._progress = RefundProgress(state=RefundState.PENDING, amount_minor=plan.amount_minor)
+        to_revoke: list[RevokeBundle] = []
         try:
             if plan.channel is Channel.B2B:
                 await workflow.execute_local_activity(CREDIT_REFUND, args=[refund, plan], **LOCAL_STEP)
-                await self._settle(RefundStatus.SUCCEEDED)
+                to_revoke = await self._settle(RefundStatus.SUCCEEDED)
             else:
-                await self._refund_card(plan)
+                to_revoke = await self._refund_card(plan)
         except (ActivityError, ApplicationError) as failure:
             await self._settle(RefundStatus.FAILED, failure_reason(failure)[1])
         if self._progress.state is RefundState.SUCCEEDED:
             # Money first, bundles after: a supplier problem never keeps a customer's money.
-            await self._revoke(plan)
+            await self._revoke(to_revoke)
             if plan.channel is Channel.B2C:
                 await self._watch()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
 
-    async def _revoke(self, plan: RefundPlan) -> None:
-        if not plan.revoke:
+    async def _revoke(self, bundles: list[RevokeBundle]) -> None:
+        if not bundles:
             return
         try:
             await workflow.execute_activity(
                 REVOKE_BUNDLES,
-                plan.revoke,
+                bundles,
                 task_queue=self._refund.supplier_task_queue,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=SUPPLIER_RETRIES,
@@ -119,7 +121,7 @@ class RefundWorkflow:
             return
         await self._settle(RefundStatus.REVERSED, "the refund failed after it had succeeded")
 
-    async def _refund_card(self, plan: RefundPlan) -> None:
+    async def _refund_card(self, plan: RefundPlan) -> list[RevokeBundle]:
         assert plan.intent_id is not None
         payment = PaymentRequest(
             payment_id=self._refund.order_id,
@@ -139,10 +141,10 @@ class RefundWorkflow:
         self._stripe_refund = await workflow.execute_activity(
             CREATE_CARD_REFUND, request, result_type=RefundRef, **STRIPE_CALL
         )
-        while self._stripe_refund.status == "pending":  # no event yet: read it back now and then
+        while not self._refund_final():  # no event yet: read it back now and then
             try:
                 await workflow.wait_condition(
-                    lambda: self._stripe_refund is None or self._stripe_refund.status != "pending",
+                    self._refund_final,
                     timeout=timedelta(seconds=self._refund.poll_s),
                 )
             except TimeoutError:
@@ -151,20 +153,31 @@ class RefundWorkflow:
                 )
         if self._stripe_refund.status in FAILED_AT_STRIPE:
             await self._settle(RefundStatus.FAILED, f"Stripe refund {self._stripe_refund.status}")
-            return
-        await self._settle(RefundStatus.SUCCEEDED)
+            return []
+        return await self._settle(RefundStatus.SUCCEEDED)
 
-    async def _settle(self, outcome: RefundStatus, reason: str | None = None) -> None:
+    def _refund_final(self) -> bool:
+        """Only `succeeded`, `failed` and `canceled` end the wait (`pending`, `requires_action` do not)."""
+        return self._stripe_refund is not None and self._stripe_refund.status in (
+            "succeeded",
+            *FAILED_AT_STRIPE,
+        )
+
+    async def _settle(self, outcome: RefundStatus, reason: str | None = None) -> list[RevokeBundle]:
+        """Records the outcome; answers the bundles to revoke once the order is fully refunded."""
         settlement = RefundSettlement(
             refund_id=self._refund.refund_id,
             outcome=outcome,
             provider_refund_id=self._stripe_refund.id if self._stripe_refund else None,
             failure_reason=reason,
         )
-        await workflow.execute_local_activity(SETTLE_REFUND, settlement, **LOCAL_STEP)
+        to_revoke: list[RevokeBundle] = await workflow.execute_local_activity(
+            SETTLE_REFUND, settlement, result_type=list[RevokeBundle], **LOCAL_STEP
+        )
         self._progress = self._progress.model_copy(
             update={"state": RefundState(outcome.value), "detail": reason}
         )
+        return to_revoke
 
     @workflow.signal
     def payment_event(self, event: PaymentEvent) -> None:
@@ -174,8 +187,9 @@ class RefundWorkflow:
             return
         self._seen.add(event.event_id)
         assert self._stripe_refund is not None
-        if self._stripe_refund.status in FAILED_AT_STRIPE:
-            return  # failed is final
+        current, new = self._stripe_refund.status, event.status
+        if current in FAILED_AT_STRIPE or (current == "succeeded" and new not in FAILED_AT_STRIPE):
+            return  # failed is final; after success only a failure is news
         self._stripe_refund = self._stripe_refund.model_copy(update={"status": event.status})
 
     @workflow.update

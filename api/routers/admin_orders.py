@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from activities.contracts import OrderInput
 from api.deps import Admin, AdminCaller, Session, request_id
 from api.idempotency import idempotent
-from api.order_views import cancel_unpaid, esim_out
+from api.order_views import cancel_unpaid, esim_out, esim_qr_response
 from api.pagination import Page, Paging
 from api.refunds import request_refund
 from api.schemas.admin_orders import (
@@ -135,11 +135,21 @@ async def get_order(
     return AdminOrderDetail(
         **AdminOrderOut.model_validate(order).model_dump(),
         customer_email=email,
-        esims=[esim_out(e, f"/api/v1/orders/{order.id}") for e in esims],
+        esims=[esim_out(e, f"/api/v1/admin/orders/{order.id}") for e in esims],
         payments=[PaymentOut.model_validate(p) for p in payments],
         refunds=[RefundOut.model_validate(r) for r in refunds],
         timeline=sorted(timeline, key=lambda entry: entry.at),
     )
+
+
+@router.get(
+    "/orders/{order_id}/esims/{iccid}/qr.png",
+    response_class=Response,
+    summary="QR code (PNG) of an eSIM's LPA string",
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def esim_qr(order_id: uuid.UUID, iccid: str, admin: Admin, session: Session) -> Response:
+    return await esim_qr_response(session, await _order(session, order_id), iccid)
 
 
 @router.post(

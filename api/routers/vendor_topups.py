@@ -121,6 +121,8 @@ async def get_topup(
     handle = request.app.state.temporal.get_workflow_handle(payment.workflow_id)
     try:
         progress: TopupProgress | None = await handle.query(TopupWorkflow.status)
-    except RPCError:
+    except (RPCError, RuntimeError):
         progress = None  # Temporal unreachable: the payment record alone still answers
+    # Read again after the query: the workflow writes the row before it moves on, so both agree.
+    await session.refresh(payment)
     return await _detail(request, payment, progress)

@@ -148,8 +148,8 @@ async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
 
     try:
         await request.app.state.temporal.get_workflow_handle(target).signal(PAYMENT_SIGNAL, event)
-    except RPCError as exc:
-        if exc.status is not RPCStatusCode.NOT_FOUND:
+    except (RPCError, RuntimeError) as exc:  # RuntimeError: the lazy client cannot connect
+        if not isinstance(exc, RPCError) or exc.status is not RPCStatusCode.NOT_FOUND:
             log.warning("Stripe event %s not handed on yet: %s", event.event_id, exc)
             return JSONResponse({"status": "retry", "event_id": event.event_id}, status_code=503)
         # The workflow has finished (or never existed): kept for operators, nothing to redeliver.

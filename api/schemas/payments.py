@@ -5,25 +5,33 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import stripe as stripe_errors
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from api.schemas.orders import OrderDetail
+from ttelgo.errors import AppError
 from ttelgo.models import PaymentStatus
-from ttelgo.payments import StripeGateway
+from ttelgo.payments import PaymentDeclined, StripeGateway
 from workflows.topup import TopupStatus
 
 
 class CardPaymentOut(BaseModel):
     payment_intent_id: str
-    client_secret: str = Field(description="hand to Stripe.js (confirmCardPayment); never logged by us")
+    client_secret: str = Field(description="hand to Stripe.js (confirmCardPayment); never logged")
     amount_minor: int = Field(description="always the server's price; the client never sets it")
     currency: str
     status: str = Field(description="Stripe's PaymentIntent status")
 
     @classmethod
     async def of(cls, stripe: StripeGateway, intent_id: str) -> CardPaymentOut:
-        """Read fresh from Stripe: the client secret is never stored on our side."""
-        intent = await stripe.retrieve_intent(intent_id)
+        """Read from Stripe, so the client secret never enters a workflow history (the Idempotency-Key
+        record keeps the response for 24 h, so that a retried request gets the same answer)."""
+        try:
+            intent = await stripe.retrieve_intent(intent_id)
+        except (stripe_errors.StripeError, PaymentDeclined) as exc:
+            raise AppError(
+                "SERVICE_UNAVAILABLE", "Stripe did not answer; retry", headers={"Retry-After": "2"}
+            ) from exc
         assert intent.client_secret, "Stripe returns the client secret to the secret key"
         return cls(
             payment_intent_id=intent.id,

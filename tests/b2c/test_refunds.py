@@ -356,6 +356,8 @@ async def test_admin_cancels_an_unpaid_order_and_lists_orders(b2c: B2C) -> None:
 
     detail = await _admin_order(b2c, paid["id"])
     assert detail["customer_email"] == customer.email
+    qr = await b2c.api.get(detail["esims"][0]["qr_code_url"], headers=admin)
+    assert qr.status_code == 200 and qr.content.startswith(b"\x89PNG")
     statuses = [e["detail"]["status"] for e in detail["timeline"] if e["event"] == "status"]
     assert statuses == ["PAYMENT_PENDING", "PAID", "PROVISIONING", "COMPLETED"]
     steps = {e["detail"].get("step") for e in detail["timeline"] if e["event"] == "step scheduled"}

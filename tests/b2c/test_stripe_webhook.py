@@ -108,3 +108,17 @@ async def test_unknown_types_and_unknown_or_closed_workflows_are_recorded_and_ac
     assert by_id[refunded["id"]].target_workflow_id == f"order-{order['id']}"
     async with b2c.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(WebhookEvent)) == 4
+
+
+async def test_a_stale_decline_after_processing_does_not_mark_the_order_failed(b2c: B2C) -> None:
+    order, intent, metadata, headers = await _pending_order(b2c)
+    processing = intent_event("payment_intent.processing", intent, metadata)
+    stale = intent_event("payment_intent.payment_failed", intent, metadata)
+    stale["created"] = processing["created"] - 60  # sent before `processing`, delivered after it
+    for event in (processing, stale):
+        assert (await b2c.deliver(event)).status_code == 200
+    path = f"/api/v1/orders/{order['id']}"
+    await asyncio.sleep(1)  # let the workflow act on both signals before looking
+    assert (await b2c.api.get(path, headers=headers)).json()["status"] == "PAYMENT_PENDING"
+    assert (await b2c.deliver(intent_event("payment_intent.succeeded", intent, metadata))).status_code == 200
+    await b2c.wait_for(path, headers, "COMPLETED")

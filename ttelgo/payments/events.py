@@ -18,6 +18,8 @@ PAYMENT_EVENTS = frozenset(
         "payment_intent.canceled",
     }
 )
+# `charge.refunded` names no refund: it reaches the order's workflow (via the payments row), which keeps
+# it as history; the refund workflow acts on `refund.*`, which carry the refund id it follows.
 REFUND_EVENTS = frozenset({"charge.refunded", "refund.updated", "refund.failed"})
 
 
