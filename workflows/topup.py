@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import CREDIT_TOPUP, TopupInput
     from ttelgo.payments import PaymentEvent
+    from workflows.order import failure_reason
     from workflows.payment import LOCAL_STEP, CardPayment, Settlement
 
 
@@ -46,17 +47,12 @@ class TopupWorkflow:
     async def run(self, topup: TopupInput) -> TopupProgress:
         try:
             self._progress.payment_intent_id = (await self._payment.open()).id
-        except ActivityError as refused:
-            self._progress = TopupProgress(status=TopupStatus.FAILED, failure_reason=str(refused.cause))
-            return self._progress
-        self._progress.status = TopupStatus.PAYMENT_PENDING
-        settlement = await self._payment.settle(self._declined)
-        if settlement is Settlement.PAID:
-            await workflow.execute_local_activity(CREDIT_TOPUP, topup, **LOCAL_STEP)
-            self._progress.status, self._progress.failure_reason = TopupStatus.COMPLETED, None
+        except ActivityError as refused:  # Stripe said no to the intent itself
+            reason = failure_reason(refused)[1]
+            self._progress = TopupProgress(status=TopupStatus.FAILED, failure_reason=reason)
         else:
-            failed = settlement is Settlement.CANCELED
-            self._progress.status = TopupStatus.FAILED if failed else TopupStatus.EXPIRED
+            await self._collect(topup)
+        # The `opened` update may still be answering; let it finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
 
@@ -73,6 +69,16 @@ class TopupWorkflow:
     @workflow.query
     def status(self) -> TopupProgress:
         return self._progress
+
+    async def _collect(self, topup: TopupInput) -> None:
+        self._progress.status = TopupStatus.PAYMENT_PENDING
+        settlement = await self._payment.settle(self._declined)
+        if settlement is Settlement.PAID:
+            await workflow.execute_local_activity(CREDIT_TOPUP, topup, **LOCAL_STEP)
+            self._progress.status, self._progress.failure_reason = TopupStatus.COMPLETED, None
+        else:
+            failed = settlement is Settlement.CANCELED
+            self._progress.status = TopupStatus.FAILED if failed else TopupStatus.EXPIRED
 
     async def _declined(self, reason: str | None) -> None:
         self._progress.status, self._progress.failure_reason = TopupStatus.PAYMENT_FAILED, reason
