@@ -43,6 +43,12 @@ POST_HOLD = "ledger.post_hold"
 VOID_HOLD = "ledger.void_hold"
 PLACE_SUPPLIER_ORDER = "esimgo.place_order"
 FETCH_INSTALL_DETAILS = "esimgo.fetch_install_details"
+# Failures that stop an order for an operator instead of failing it: the supplier's data cannot be trusted.
+REFERENCE_LOST = "SupplierReferenceLost"  # eSIM Go no longer knows an order reference it gave us
+ICCID_CONFLICT = "IccidConflict"  # an ICCID we were given already belongs to another of our orders
+INCOMPLETE_DELIVERY = "IncompleteDelivery"  # a finished supplier order with fewer eSIMs than bought
+NEEDS_OPERATOR = frozenset({REFERENCE_LOST, ICCID_CONFLICT, INCOMPLETE_DELIVERY})
+REFUND_FAILED = "REFUND_FAILED"  # a card order whose compensation refund Stripe refused: an admin refunds it
 
 
 class OrderInput(BaseModel):
@@ -61,6 +67,7 @@ class OrderInput(BaseModel):
     customer_reference: str | None = None
     supplier_task_queue: str
     payment_window_s: int = 1800  # card orders: how long the customer has to pay
+    supplier_retry_budget_s: int = 1800  # how long transient supplier faults are retried before giving up
 
     @property
     def total_minor(self) -> int:
@@ -99,6 +106,7 @@ class SupplierOrderRef(BaseModel):
 class StoreEsims(BaseModel):
     order_id: uuid.UUID
     bundle_code: str
+    quantity: int = 0  # how many the order bought: storing fewer is an incomplete delivery
     esims: list[EsimInstall]
 
 
@@ -108,6 +116,7 @@ CANCEL_PAYMENT = "payments.cancel"
 RECORD_PAYMENT = "payments.record"
 REFUND_PAYMENT = "payments.refund"
 QUEUE_ESIMS_READY = "notifications.esims_ready"
+INTENT_MISSING = "INTENT_MISSING"  # Stripe has no such PaymentIntent: nothing can be paid through it
 CREDIT_TOPUP = "ledger.credit_topup"
 
 
@@ -214,3 +223,64 @@ class RefundSettlement(BaseModel):
     outcome: RefundStatus
     provider_refund_id: str | None = None
     failure_reason: str | None = None
+
+
+# -- reconciliation ------------------------------------------------------------------------------------
+OPEN_RECONCILIATION = "reconciliation.open"
+CLOSE_RECONCILIATION = "reconciliation.close"
+FIND_UNCLAIMED_SUPPLIER_ORDERS = "reconciliation.find_unclaimed_supplier_orders"  # supplier queue
+RESOLVE_SUPPLIER_ORDER = "reconciliation.resolve_supplier_order"  # supplier queue
+RECONCILE_STRIPE = "reconciliation.reconcile_stripe"
+FIND_STUCK_ORDERS = "reconciliation.find_stuck_orders"
+
+RECONCILIATION_ACTOR = "system:reconciliation"
+
+
+class ReconciliationInput(BaseModel):
+    """A run compares the last `window_minutes`; discrepancies younger than `grace_minutes` are left to
+    the workflows still handling them. `run_id` is None for scheduled runs (the workflow picks one)."""
+
+    run_id: uuid.UUID | None = None
+    window_minutes: int
+    grace_minutes: float
+    supplier_task_queue: str
+    requested_by: str = "system:schedule"
+
+
+class ReconciliationWindow(BaseModel):
+    run_id: uuid.UUID
+    workflow_id: str
+    requested_by: str
+    since: datetime  # compare what was created from here...
+    settled_before: datetime  # ...and act only on what is older than this
+
+
+class UnclaimedSupplierOrder(BaseModel):
+    reference: str
+    bundle_name: str
+    quantity: int
+    created_at: datetime | None = None
+
+
+class SupplierOrderCase(BaseModel):
+    window: ReconciliationWindow
+    order: UnclaimedSupplierOrder
+
+
+class CheckOutcome(BaseModel):
+    """What one check found (new findings by kind) and what it could not check."""
+
+    findings: dict[str, int] = {}
+    notes: list[str] = []
+
+    def merge(self, other: CheckOutcome) -> CheckOutcome:
+        counts = dict(self.findings)
+        for kind, n in other.findings.items():
+            counts[kind] = counts.get(kind, 0) + n
+        return CheckOutcome(findings=counts, notes=self.notes + other.notes)
+
+
+class ReconciliationEnd(BaseModel):
+    run_id: uuid.UUID
+    outcome: CheckOutcome
+    errors: list[str] = []

@@ -1,11 +1,14 @@
 """Provisioning at eSIM Go. These run on their own task queue, whose server-side rate limit keeps all
 workers together under the supplier's 10 requests/s.
 
-eSIM Go takes no idempotency key, so exactly-once is ours to keep: the order row records when the
-first attempt began and, the moment the supplier answers, the supplier's reference. A retry that finds
-no reference (the worker died mid-call) adopts the matching supplier order placed since then instead
-of buying again; orders of the same bundle and quantity are interchangeable, and a reference can
-belong to one of our orders only (unique index), so two retries never adopt the same one.
+eSIM Go takes no idempotency key, so exactly-once is ours to keep. The order row records when an order
+call was sent and, the moment the supplier answers, its reference. A call that got no definite answer (a
+timeout, a dropped connection, a crash of the worker) stays "in doubt": its retry waits until the supplier
+can have committed it (`ESIMGO_COMMIT_DELAY_SECONDS`), then looks once for the supplier order it may have
+placed and adopts it instead of buying again. Orders of the same bundle and quantity are interchangeable,
+and a reference can belong to one of our orders only (unique index), so two retries never adopt the same
+one. A purchase that commits later still is found by reconciliation. Definite refusals (429, 503, 4xx)
+clear the doubt, so an outage costs one request per attempt, not a scan as well.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import (
     FETCH_INSTALL_DETAILS,
     PLACE_SUPPLIER_ORDER,
+    REFERENCE_LOST,
     REVOKE_BUNDLES,
     EsimInstall,
     OrderInput,
@@ -31,7 +35,14 @@ from activities.contracts import (
     SupplierOrderRef,
 )
 from activities.supplier_errors import as_application_error
-from ttelgo.esimgo import EsimGoClient, SupplierError, SupplierOrder
+from ttelgo.esimgo import (
+    EsimGoClient,
+    PermanentReason,
+    SupplierError,
+    SupplierOrder,
+    SupplierPermanentError,
+    SupplierRetryableError,
+)
 from ttelgo.models import Esim, EsimStatus, Order
 
 CLOCK_SKEW = timedelta(seconds=30)
@@ -40,9 +51,15 @@ HEARTBEAT_EVERY_S = 2.0
 
 
 class SupplierActivities:
-    def __init__(self, esimgo: EsimGoClient, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        esimgo: EsimGoClient,
+        sessions: async_sessionmaker[AsyncSession],
+        commit_delay: timedelta = timedelta(minutes=2),
+    ) -> None:
         self.esimgo = esimgo
         self.sessions = sessions
+        self.commit_delay = commit_delay
 
     @activity.defn(name=PLACE_SUPPLIER_ORDER)
     async def place_order(self, order: OrderInput) -> SupplierOrderRef:
@@ -55,7 +72,7 @@ class SupplierActivities:
     @activity.defn(name=FETCH_INSTALL_DETAILS)
     async def fetch_install_details(self, ref: SupplierOrderRef) -> list[EsimInstall]:
         try:
-            if not ref.completed and not (await self.esimgo.get_order(ref.reference)).completed:
+            if not ref.completed and not (await self._own_order(ref.reference)).completed:
                 # Large orders complete asynchronously at the supplier: come back shortly.
                 raise ApplicationError(
                     "supplier order still processing",
@@ -93,27 +110,61 @@ class SupplierActivities:
         return revoked
 
     async def _place_once(self, order: OrderInput) -> SupplierOrderRef:
+        now = datetime.now(UTC)
         async with self.sessions() as session, session.begin():
             row = await session.scalar(select(Order).where(Order.id == order.order_id).with_for_update())
             assert row is not None, f"order {order.order_id} has no record"
-            if row.supplier_order_reference:
-                return _ref(await self.esimgo.get_order(row.supplier_order_reference))
-            started_at = row.provisioning_started_at
-            if started_at is None:
-                row.provisioning_started_at = datetime.now(UTC)
-        if started_at is not None:
-            adopted = await self._adopt_orphan(order, started_at)
+            reference, sent_at = row.supplier_order_reference, row.supplier_call_sent_at
+            if row.provisioning_started_at is None:
+                row.provisioning_started_at = now
+        if reference:
+            return _ref(await self._own_order(reference))
+        if sent_at is not None:
+            settled_at = sent_at + self.commit_delay
+            if now < settled_at:
+                raise ApplicationError(
+                    f"an earlier order call got no answer; waiting until {settled_at:%H:%M:%S} UTC, when the "
+                    "supplier can have committed it, before looking for it",
+                    type="SupplierCallInDoubt",
+                    next_retry_delay=settled_at - now,
+                )
+            adopted = await self._adopt_orphan(order, sent_at)
             if adopted:
                 return adopted
-        placed = await self.esimgo.create_order(order.bundle_code, order.quantity)
-        if not await self._claim(order.order_id, placed.reference):
+        await self._mark_call(order.order_id, sent_at=now)
+        try:
+            placed = await self.esimgo.create_order(order.bundle_code, order.quantity)
+        except SupplierError as exc:
+            if not (isinstance(exc, SupplierRetryableError) and exc.in_doubt):  # refused: nothing bought
+                await self._mark_call(order.order_id, sent_at=None)
+            raise
+        if not await claim_supplier_order(self.sessions, order.order_id, placed.reference):
             raise ApplicationError(
                 f"supplier order {placed.reference} could not be recorded", type="ClaimFailed"
             )
         return _ref(placed)
 
-    async def _adopt_orphan(self, order: OrderInput, started_at: datetime) -> SupplierOrderRef | None:
-        candidates = await self.esimgo.recent_orders(started_at - CLOCK_SKEW)
+    async def _own_order(self, reference: str) -> SupplierOrder:
+        """A supplier order the supplier itself gave us: if it no longer knows it, an operator must look."""
+        try:
+            return await self.esimgo.get_order(reference)
+        except SupplierPermanentError as exc:
+            if exc.reason is not PermanentReason.NOT_FOUND:
+                raise
+            raise ApplicationError(
+                f"eSIM Go no longer knows its order {reference}: {exc.message}",
+                type=REFERENCE_LOST,
+                non_retryable=True,
+            ) from exc
+
+    async def _mark_call(self, order_id: uuid.UUID, *, sent_at: datetime | None) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Order).where(Order.id == order_id).values(supplier_call_sent_at=sent_at)
+            )
+
+    async def _adopt_orphan(self, order: OrderInput, sent_at: datetime) -> SupplierOrderRef | None:
+        candidates = await self.esimgo.recent_orders(sent_at - CLOCK_SKEW)
         matching = [o for o in candidates if _same_purchase(o, order)]
         if not matching:
             return None
@@ -125,25 +176,31 @@ class SupplierActivities:
                     )
                 )
             )
-        for candidate in sorted(matching, key=lambda o: o.created_at or started_at):
-            if candidate.reference not in claimed and await self._claim(order.order_id, candidate.reference):
+        for candidate in sorted(matching, key=lambda o: o.created_at or sent_at):
+            if candidate.reference not in claimed and await claim_supplier_order(
+                self.sessions, order.order_id, candidate.reference
+            ):
                 activity.logger.warning(
                     "adopted supplier order %s after an interrupted attempt", candidate.reference
                 )
                 return _ref(await self.esimgo.get_order(candidate.reference))
         return None
 
-    async def _claim(self, order_id: uuid.UUID, reference: str) -> bool:
-        try:
-            async with self.sessions() as session, session.begin():
-                result = await session.execute(
-                    update(Order)
-                    .where(Order.id == order_id, Order.supplier_order_reference.is_(None))
-                    .values(supplier_order_reference=reference)
-                )
-                return result.rowcount == 1
-        except IntegrityError:
-            return False  # another of our orders holds this reference
+
+async def claim_supplier_order(
+    sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID, reference: str
+) -> bool:
+    """Records a supplier order as this order's, unless the order has one or another order holds it."""
+    try:
+        async with sessions() as session, session.begin():
+            result = await session.execute(
+                update(Order)
+                .where(Order.id == order_id, Order.supplier_order_reference.is_(None))
+                .values(supplier_order_reference=reference, supplier_call_sent_at=None)
+            )
+            return result.rowcount == 1
+    except IntegrityError:
+        return False  # another of our orders holds this reference
 
 
 def _ref(order: SupplierOrder) -> SupplierOrderRef:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
     CREATE_ORDER_RECORD,
+    ICCID_CONFLICT,
+    INCOMPLETE_DELIVERY,
     SET_ORDER_STATUS,
     STORE_ESIMS,
     OrderInput,
@@ -18,6 +22,8 @@ from activities.contracts import (
     StoreEsims,
 )
 from ttelgo.models import Esim, Order, OrderStatus
+
+log = logging.getLogger(__name__)
 
 
 class OrderActivities:
@@ -65,8 +71,9 @@ class OrderActivities:
 
     @activity.defn(name=STORE_ESIMS)
     async def store_esims(self, batch: StoreEsims) -> None:
-        if not batch.esims:
-            return
+        """Stores the order's eSIMs once (a retry finds them stored). An ICCID that another order holds,
+        or fewer eSIMs than were bought, is supplier data we cannot deliver on: the order stops for an
+        operator instead of completing without its eSIMs."""
         rows = [
             {
                 "order_id": batch.order_id,
@@ -79,4 +86,27 @@ class OrderActivities:
             for e in batch.esims
         ]
         async with self.sessions() as session, session.begin():
-            await session.execute(insert(Esim).values(rows).on_conflict_do_nothing(index_elements=["iccid"]))
+            if rows:
+                await session.execute(
+                    insert(Esim).values(rows).on_conflict_do_nothing(index_elements=["iccid"])
+                )
+            holders = await session.execute(
+                select(Esim.iccid, Esim.order_id).where(Esim.iccid.in_([e.iccid for e in batch.esims]))
+            )
+            clashes = sorted(iccid for iccid, owner in holders if owner != batch.order_id)
+            if clashes:
+                log.error("order %s: ICCID(s) %s already belong to other orders", batch.order_id, clashes)
+                raise ApplicationError(
+                    f"eSIM Go issued ICCID(s) {', '.join(clashes)} that already belong to other orders",
+                    type=ICCID_CONFLICT,
+                    non_retryable=True,
+                )
+            stored = await session.scalar(
+                select(func.count()).select_from(Esim).where(Esim.order_id == batch.order_id)
+            )
+        if batch.quantity and stored != batch.quantity:
+            raise ApplicationError(
+                f"the supplier delivered {stored} eSIM(s) for an order of {batch.quantity}",
+                type=INCOMPLETE_DELIVERY,
+                non_retryable=True,
+            )

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import (
     CANCEL_PAYMENT,
     CREATE_CARD_REFUND,
+    INTENT_MISSING,
     OPEN_PAYMENT,
     READ_CARD_REFUND,
     RECORD_PAYMENT,
@@ -26,7 +27,7 @@ from activities.contracts import (
     RefundRequest,
 )
 from ttelgo.models import Order, Payment, PaymentStatus
-from ttelgo.payments import IntentRef, PaymentDeclined, RefundRef, StripeGateway
+from ttelgo.payments import IntentMissing, IntentRef, PaymentDeclined, RefundRef, StripeGateway
 
 # A status never goes back to one of these once it has left them.
 FINAL = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED, PaymentStatus.REFUNDED)
@@ -74,6 +75,8 @@ class PaymentActivities:
     async def cancel(self, intent_id: str) -> IntentRef:
         try:
             return await self.stripe.cancel_intent(intent_id)
+        except IntentMissing as exc:
+            raise ApplicationError(exc.message, type=INTENT_MISSING, non_retryable=True) from exc
         except PaymentDeclined as exc:
             raise _permanent(exc) from exc
 

@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
+    REFUND_FAILED,
     RESERVE_REFUND,
     SETTLE_REFUND,
     RefundInput,
@@ -19,6 +20,7 @@ from activities.contracts import (
     RevokeBundle,
 )
 from ttelgo.models import (
+    Channel,
     Esim,
     EsimStatus,
     Order,
@@ -31,6 +33,14 @@ from ttelgo.models import (
 
 # PAID is the short moment before provisioning, whose failure refunds by itself: refunds wait for the end.
 REFUNDABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED)
+
+
+def refundable(order: Order) -> bool:
+    """Delivered orders, and failed card orders whose automatic refund did not go through."""
+    failed_unrefunded = order.status is OrderStatus.FAILED and order.failure_code == REFUND_FAILED
+    return order.status in REFUNDABLE or (failed_unrefunded and order.channel is Channel.B2C)
+
+
 USED_BUNDLE_STATES = ("active", "depleted", "expired")
 
 
@@ -74,7 +84,7 @@ class RefundActivities:
 
     @staticmethod
     def _new_refund(request: RefundInput, order: Order, esims: list[Esim]) -> Refund:
-        if order.status not in REFUNDABLE:
+        if not refundable(order):
             raise _refused("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be refunded")
         left = order.total_minor - order.refunded_minor  # pending refunds count as refunded
         amount = left if request.amount_minor is None else request.amount_minor
@@ -128,7 +138,9 @@ class RefundActivities:
             # Statuses follow the money that has actually gone back, not what is still pending.
             settled = await _settled_minor(session, order)
             if settled == 0:
-                order.status = OrderStatus.COMPLETED
+                # Nothing went back: a delivered order is whole again, a failed one stays failed.
+                if order.status is not OrderStatus.FAILED:
+                    order.status = OrderStatus.COMPLETED
             else:
                 full = settled == order.total_minor
                 order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+import httpx
 
 from activities.catalogue import CatalogueActivities
 from activities.esimgo import SupplierActivities
@@ -13,6 +16,7 @@ from activities.ledger import LedgerActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
@@ -35,17 +39,21 @@ async def build_activities(settings: Settings) -> ActivitySet:
         settings.esimgo_api_url,
         settings.esimgo_api_key,
         max_requests_per_second=settings.esimgo_max_requests_per_second,
+        timeout=httpx.Timeout(settings.esimgo_timeout_seconds, connect=5.0),
     )
     sessions = session_factory(engine)
     catalogue = CatalogueActivities(esimgo, sessions)
     esims = EsimActivities(sessions)
     orders = OrderActivities(sessions)
     money = LedgerActivities(sessions)
-    supplier = SupplierActivities(esimgo, sessions)
+    supplier = SupplierActivities(
+        esimgo, sessions, commit_delay=timedelta(seconds=settings.esimgo_commit_delay_seconds)
+    )
     stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
     payments = PaymentActivities(stripe, sessions)
     notifications = NotificationActivities(sessions)
     refunds = RefundActivities(sessions)
+    reconciliation = ReconciliationActivities(esimgo, stripe, sessions)
 
     async def close() -> None:
         await esimgo.aclose()
@@ -73,7 +81,17 @@ async def build_activities(settings: Settings) -> ActivitySet:
             money.credit_refund,
             payments.create_refund,
             payments.read_refund,
+            reconciliation.open,
+            reconciliation.close,
+            reconciliation.reconcile_stripe,
+            reconciliation.find_stuck_orders,
         ],
-        supplier=[supplier.place_order, supplier.fetch_install_details, supplier.revoke_bundles],
+        supplier=[
+            supplier.place_order,
+            supplier.fetch_install_details,
+            supplier.revoke_bundles,
+            reconciliation.find_unclaimed_supplier_orders,
+            reconciliation.resolve_supplier_order,
+        ],
         close=close,
     )

@@ -16,6 +16,8 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -102,11 +104,18 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server: timers and retry backoffs elapse instantly."""
+    """Temporal's time-skipping test server: timers and retry backoffs elapse instantly. It has the
+    project's search attributes, so the order workflow runs there too."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=installed_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
         port=free_port(),
+    )
+    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace, search_attributes=dict.fromkeys(SEARCH_ATTRIBUTES, keyword)
+        )
     )
     try:
         yield env

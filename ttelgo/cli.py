@@ -58,7 +58,8 @@ def dev_pay(
     try:
         intent = asyncio.run(dev_payments.pay_order(settings, order_id, card))
     except dev_payments.NothingToPay as exc:
-        console.print(f"[red]{exc}[/]")
+        # soft_wrap: one line however narrow the terminal, so it reads (and greps) as one message.
+        console.print(f"[red]{exc}[/]", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from exc
     colour = "green" if intent.status == "succeeded" else "yellow"
     console.print(
@@ -138,3 +139,32 @@ def ledger_check() -> None:
         console.print(f"[red]{len(violations)} ledger violation(s)[/]")
         raise typer.Exit(1)
     console.print(f"[green]ledger OK: {size.accounts} accounts, {size.transfers} transfers[/]")
+
+
+orders_app = typer.Typer(help="Orders and what they promise.", no_args_is_help=True)
+app.add_typer(orders_app, name="orders")
+
+
+@orders_app.command("check")
+def orders_check() -> None:
+    """Verify the order invariants (delivered, paid, refunds add up); exit 1 when any is broken."""
+    from ttelgo.order_invariants import check_order_invariants
+
+    url = _database_url()
+
+    async def run() -> list[str]:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with session_factory(engine)() as session:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                return await check_order_invariants(session)
+        finally:
+            await engine.dispose()
+
+    violations = asyncio.run(run())
+    for violation in violations:
+        console.print(f"[red]✗[/] {violation}", highlight=False)
+    if violations:
+        console.print(f"[red]{len(violations)} order violation(s)[/]")
+        raise typer.Exit(1)
+    console.print("[green]orders OK[/]")

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     esimgo_api_key: str | None = None
     # The supplier allows 10 requests/s per client; each process keeps under this.
     esimgo_max_requests_per_second: float = Field(default=8.0, ge=0)
+    # How long one eSIM Go call may take before we stop waiting for its answer.
+    esimgo_timeout_seconds: float = Field(default=15, gt=0)
+    # The longest eSIM Go may still carry out an order call after we stopped waiting for its answer: a
+    # retry looks for that order only after this, instead of buying a second time.
+    esimgo_commit_delay_seconds: float = Field(default=120, ge=0)
+    # How long an order keeps retrying transient supplier faults (outages, 429s) before it gives up.
+    supplier_retry_budget_minutes: float = Field(default=30, gt=0)
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
@@ -74,6 +81,9 @@ class Settings(BaseSettings):
     localstripe_port: int = 8420
     esimgo_sim_port: int = 8090
     worker_metrics_port: int = 9464
+    # How long a creating request (order, top-up, refund) waits for its workflow's first answer (the money
+    # check) before it answers 503 + Retry-After: "started, not confirmed; retry with the same key".
+    api_accept_timeout_seconds: float = Field(default=30, gt=0)
 
     catalogue_sync_minutes: int = Field(default=15, ge=1)
     # How long a card order or top-up waits for its payment before the PaymentIntent is canceled.
@@ -84,9 +94,19 @@ class Settings(BaseSettings):
     # this long for a late failure (which is then reversed in our records).
     refund_poll_seconds: int = Field(default=60, gt=0)
     refund_watch_hours: float = Field(default=168, ge=0)
+    # Reconciliation (the `reconciliation` Temporal Schedule): how often it runs, how far back it compares
+    # eSIM Go orders and Stripe payments with ours, and how old a discrepancy must be before it counts
+    # (a younger one may be an order whose workflow is still between the supplier's answer and its record).
+    reconciliation_minutes: int = Field(default=60, ge=1)
+    reconciliation_window_minutes: int = Field(default=1440, ge=1, le=43_200)
+    reconciliation_grace_minutes: float = Field(default=10, ge=0)
 
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
+
+    @property
+    def supplier_retry_budget_s(self) -> int:
+        return round(self.supplier_retry_budget_minutes * 60)
 
     @property
     def is_production(self) -> bool:

@@ -1,7 +1,9 @@
 """The order workflow (`order-{id}`), one story for both channels.
 
 B2B: hold the vendor price on the wallet → provision at eSIM Go → store the eSIMs → post the hold →
-COMPLETED; a permanent supplier failure voids the hold → FAILED.
+COMPLETED; a permanent supplier failure (or transient ones past the retry budget) voids the hold → FAILED.
+Supplier data that cannot be delivered on (a reissued ICCID, a reference eSIM Go no longer knows) stops
+the order in NEEDS_ATTENTION with its money still held, until an operator retries or gives it up.
 B2C: open a PaymentIntent → PAYMENT_PENDING → paid within the window → PAID → provision → COMPLETED and
 the customer notified; declined → PAYMENT_FAILED, still waiting; window closed or canceled → EXPIRED or
 CANCELED; a permanent supplier failure after payment is refunded through Stripe → REFUNDED.
@@ -10,20 +12,24 @@ CANCELED; a permanent supplier failure after payment is refunded through Stripe 
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as StepTimedOut
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CREATE_ORDER_RECORD,
         FETCH_INSTALL_DETAILS,
         HOLD_FUNDS,
+        NEEDS_OPERATOR,
         PLACE_SUPPLIER_ORDER,
         POST_HOLD,
         QUEUE_ESIMS_READY,
+        REFUND_FAILED,
         REFUND_PAYMENT,
         SET_ORDER_STATUS,
         STORE_ESIMS,
@@ -47,9 +53,9 @@ BUNDLE_NAME = SearchAttributeKey.for_keyword("BundleName")
 
 # Database and ledger steps are short and idempotent: local activities, without a task-queue round trip.
 LOCAL_STEP = {"start_to_close_timeout": timedelta(seconds=30)}
-SUPPLIER_RETRIES = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=20
-)
+# Transient supplier faults are retried until the order's time budget is spent, not for a number of
+# attempts; a supplier's Retry-After only ever lengthens these waits (activities/supplier_errors.py).
+SUPPLIER_RETRIES = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
 
 
 def order_workflow_id(order_id: object, attempt: int = 1) -> str:
@@ -76,6 +82,17 @@ def search_attributes(order: OrderInput, status: OrderStatus) -> TypedSearchAttr
 
 
 UNPAID = (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING, OrderStatus.PAYMENT_FAILED)
+
+
+class OperatorAction(StrEnum):
+    RETRY = "retry"  # provision again (e.g. once the supplier has corrected its data)
+    GIVE_UP = "give_up"  # fail the order: the wallet hold is voided, a card payment refunded
+
+
+class OperatorDecision(BaseModel):
+    action: OperatorAction
+    actor: str = Field(max_length=100)
+    reason: str = Field(max_length=1000)
 
 
 class Acceptance(BaseModel):
@@ -111,25 +128,49 @@ class OrderWorkflow:
         self._order = order
         self._payment = CardPayment(order.payment(), timedelta(seconds=order.payment_window_s))
         self._progress = OrderProgress(status=OrderStatus.CREATED, step="recording the order")
+        self._decision: OperatorDecision | None = None
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderProgress:
         await workflow.execute_local_activity(CREATE_ORDER_RECORD, order, **LOCAL_STEP)
-        funded = await self._hold_funds() if order.channel is Channel.B2B else await self._take_payment()
-        if funded:
-            await self._fulfil()
+        try:
+            funded = await self._hold_funds() if order.channel is Channel.B2B else await self._take_payment()
+            if funded:
+                await self._fulfil()
+        except (ActivityError, ApplicationError) as failure:
+            await self._record_unexpected_end(failure)
+            raise
         # The `accepted` update may still be answering; let it finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
 
+    async def _record_unexpected_end(self, failure: ActivityError | ApplicationError) -> None:
+        """The run is failing: its order row must not be left in a state that promises progress. Nothing
+        was taken from an unpaid order; a paid one is left for an operator (reconciliation reports it)."""
+        code, reason = failure_reason(failure)
+        stopped = OrderStatus.FAILED if self._progress.status in UNPAID else OrderStatus.NEEDS_ATTENTION
+        await self._move_to(stopped, "done", code, reason)
+
     async def _fulfil(self) -> None:
         order = self._order
         await self._move_to(OrderStatus.PROVISIONING, "ordering at eSIM Go")
-        try:
-            esims = await self._provision()
-        except (ActivityError, ApplicationError) as failure:
-            await self._give_money_back(failure)
-            return
+        while True:
+            try:
+                esims = await self._provision()
+                break
+            except (ActivityError, ApplicationError) as failure:
+                code, reason = failure_reason(failure)
+                if code in NEEDS_OPERATOR:
+                    decision = await self._ask_operator(code, reason)
+                    if decision.action is OperatorAction.RETRY:
+                        await self._move_to(OrderStatus.PROVISIONING, "ordering at eSIM Go again")
+                        continue
+                    code, reason = (
+                        "OPERATOR_GAVE_UP",
+                        f"{reason}; given up by {decision.actor}: {decision.reason}",
+                    )
+                await self._give_money_back(code, reason)
+                return
         if order.channel is Channel.B2B:
             self._progress.step = "charging the wallet"
             await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
@@ -138,9 +179,35 @@ class OrderWorkflow:
             await workflow.execute_local_activity(QUEUE_ESIMS_READY, order.order_id, **LOCAL_STEP)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))
 
-    async def _give_money_back(self, failure: ActivityError | ApplicationError) -> None:
+    async def _ask_operator(self, code: str, reason: str) -> OperatorDecision:
+        """Stops with the money still held until an operator decides (the `resolve` update)."""
+        workflow.logger.error("order needs an operator: %s: %s", code, reason)
+        workflow.metric_meter().create_counter(
+            "ttelgo_orders_needing_attention", "orders stopped for an operator"
+        ).add(1, {"reason": code})
+        await self._move_to(OrderStatus.NEEDS_ATTENTION, "waiting for an operator", code, reason)
+        await workflow.wait_condition(lambda: self._decision is not None)
+        decision, self._decision = self._decision, None
+        assert decision is not None
+        return decision
+
+    @workflow.update
+    async def resolve(self, decision: OperatorDecision) -> OrderProgress:
+        """An operator's answer to an order stopped in NEEDS_ATTENTION; answers once it has moved on."""
+        self._decision = decision
+        await workflow.wait_condition(lambda: self._progress.status is not OrderStatus.NEEDS_ATTENTION)
+        return self._progress
+
+    @resolve.validator
+    def _only_stopped(self, decision: OperatorDecision) -> None:
+        if self._progress.status is not OrderStatus.NEEDS_ATTENTION or self._decision is not None:
+            raise ApplicationError(
+                f"a {self._progress.status.value} order is not waiting for an operator",
+                type="ORDER_INVALID_STATE",
+            )
+
+    async def _give_money_back(self, code: str, reason: str) -> None:
         """Compensation: the wallet hold is voided, a card payment is refunded."""
-        code, reason = failure_reason(failure)
         if self._order.channel is Channel.B2B:
             self._progress.step = "releasing the held funds"
             await workflow.execute_local_activity(VOID_HOLD, self._order, **LOCAL_STEP)
@@ -155,7 +222,7 @@ class OrderWorkflow:
             await workflow.execute_activity(REFUND_PAYMENT, refund, **STRIPE_CALL)
         except ActivityError as refused:  # Stripe said no for good: an operator has to act
             why = f"{reason}; the card refund failed: {failure_reason(refused)[1]}"
-            await self._move_to(OrderStatus.FAILED, "done", "REFUND_FAILED", why)
+            await self._move_to(OrderStatus.FAILED, "done", REFUND_FAILED, why)
             return
         await self._move_to(OrderStatus.REFUNDED, "done", code, reason)
 
@@ -234,6 +301,7 @@ class OrderWorkflow:
             result_type=SupplierOrderRef,
             task_queue=self._order.supplier_task_queue,
             start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=self._retry_budget,
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=SUPPLIER_RETRIES,
         )
@@ -246,12 +314,22 @@ class OrderWorkflow:
                 result_type=list[EsimInstall],
                 task_queue=self._order.supplier_task_queue,
                 start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=self._retry_budget,
                 retry_policy=SUPPLIER_RETRIES,
             )
         self._progress.step = "storing the eSIMs"
-        batch = StoreEsims(order_id=self._order.order_id, bundle_code=self._order.bundle_code, esims=esims)
+        batch = StoreEsims(
+            order_id=self._order.order_id,
+            bundle_code=self._order.bundle_code,
+            quantity=self._order.quantity,
+            esims=esims,
+        )
         await workflow.execute_local_activity(STORE_ESIMS, batch, **LOCAL_STEP)
         return esims
+
+    @property
+    def _retry_budget(self) -> timedelta:
+        return timedelta(seconds=self._order.supplier_retry_budget_s)
 
     async def _move_to(
         self, status: OrderStatus, step: str, code: str | None = None, reason: str | None = None
@@ -270,6 +348,13 @@ class OrderWorkflow:
 
 def failure_reason(failure: ActivityError | ApplicationError) -> tuple[str, str]:
     cause = failure.cause if isinstance(failure, ActivityError) else failure
+    # Only supplier steps have a time budget: a retryable failure or a timeout here means it was spent.
+    if isinstance(cause, StepTimedOut):
+        last = cause.cause
+        detail = f": {last.message}" if isinstance(last, ApplicationError) else ""
+        return "SUPPLIER_UNAVAILABLE", f"gave up after retrying for the whole budget{detail}"
     if isinstance(cause, ApplicationError):
+        if isinstance(failure, ActivityError) and not cause.non_retryable:
+            return "SUPPLIER_UNAVAILABLE", f"gave up after retrying for the whole budget: {cause.message}"
         return cause.type or "FAILED", cause.message
     return "FAILED", str(cause or failure)

@@ -14,10 +14,12 @@ from enum import StrEnum
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CANCEL_PAYMENT,
+        INTENT_MISSING,
         OPEN_PAYMENT,
         RECORD_PAYMENT,
         PaymentRequest,
@@ -114,19 +116,30 @@ class CardPayment:
         """Cancels the intent at Stripe; one that got paid meanwhile counts as paid after all. Money in
         flight (`processing`) cannot be canceled: its outcome decides, by event or by asking again."""
         while True:
-            intent: IntentRef = await workflow.execute_activity(
-                CANCEL_PAYMENT, self.intent_id, result_type=IntentRef, **STRIPE_CALL
-            )
-            if intent.status != "processing":
+            status = await self._cancel_at_stripe()
+            if status != "processing":
                 break
             await self._next_change(PROCESSING_RECHECK)
-        if intent.status == "succeeded":
+        if status == "succeeded":
             self.status = PaymentStatus.SUCCEEDED
             await self._record(PaymentStatus.SUCCEEDED)
             return Settlement.PAID
         self.status = PaymentStatus.CANCELED
         await self._record(PaymentStatus.CANCELED)
         return reason
+
+    async def _cancel_at_stripe(self) -> str:
+        """The intent's Stripe status after the cancel. An intent Stripe no longer has cannot be paid:
+        as good as canceled (a workflow must not fail, leaving its order unsettled, over it)."""
+        try:
+            intent: IntentRef = await workflow.execute_activity(
+                CANCEL_PAYMENT, self.intent_id, result_type=IntentRef, **STRIPE_CALL
+            )
+        except ActivityError as failure:
+            if isinstance(failure.cause, ApplicationError) and failure.cause.type == INTENT_MISSING:
+                return "canceled"
+            raise
+        return intent.status
 
     async def _next_change(self, at_most: timedelta) -> None:
         seen = self._changes

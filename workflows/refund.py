@@ -37,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.payment import LOCAL_STEP, STRIPE_CALL
 
 FAILED_AT_STRIPE = ("failed", "canceled")
+REVOCATION_BUDGET = timedelta(
+    hours=6
+)  # supplier outages are retried this long; reconciliation finds the rest
 
 
 def refund_workflow_id(refund_id: object) -> str:
@@ -105,6 +108,7 @@ class RefundWorkflow:
                 bundles,
                 task_queue=self._refund.supplier_task_queue,
                 start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=REVOCATION_BUDGET,
                 retry_policy=SUPPLIER_RETRIES,
             )
         except ActivityError as failure:  # the refund stands; the order's timeline shows the failed step

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -29,12 +30,19 @@ from api.schemas.admin_orders import (
     PaymentOut,
     RefundCreate,
     RefundOut,
+    ResolveAction,
 )
 from api.timeline import database_entries, workflow_entries
 from ttelgo.audit import record_action
 from ttelgo.errors import AppError
 from ttelgo.models import AuditLog, Channel, Esim, Order, OrderStatus, Payment, Refund, User
-from workflows.order import OrderWorkflow, attempt_of, order_workflow_id, search_attributes
+from workflows.order import (
+    OperatorDecision,
+    OrderWorkflow,
+    attempt_of,
+    order_workflow_id,
+    search_attributes,
+)
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin: orders"])
 
@@ -235,6 +243,7 @@ async def retry_order(
             wholesale_unit_minor=(order.wholesale_cost_minor or 0) // order.quantity,
             customer_reference=order.customer_reference,
             supplier_task_queue=settings.esimgo_task_queue,
+            supplier_retry_budget_s=settings.supplier_retry_budget_s,
         )
         try:
             await request.app.state.temporal.start_workflow(
@@ -251,7 +260,8 @@ async def retry_order(
             raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
         # No supplier order was placed by the failed attempt's end: the new one starts afresh.
         order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
-        order.provisioning_started_at = order.failure_code = order.failure_reason = None
+        order.provisioning_started_at = order.supplier_call_sent_at = None
+        order.failure_code = order.failure_reason = None
         _audit(session, request, admin, "order.retry", order.id, before, _snapshot(order), body.reason)
     return AdminOrderOut.model_validate(order)
 
@@ -272,6 +282,35 @@ async def cancel_order(
     async with session.begin():
         await session.refresh(order)
         _audit(session, request, admin, "order.cancel", order.id, before, _snapshot(order), body.reason)
+    return AdminOrderOut.model_validate(order)
+
+
+@router.post(
+    "/orders/{order_id}/resolve",
+    response_model=AdminOrderOut,
+    summary="Decide for an order stopped in NEEDS_ATTENTION: provision it again, or give it up",
+    responses={409: {"description": "ORDER_INVALID_STATE: the order is not waiting for an operator"}},
+)
+async def resolve_order(
+    request: Request, order_id: uuid.UUID, body: ResolveAction, admin: Admin, session: Session
+) -> AdminOrderOut:
+    order = await _order(session, order_id)
+    if order.status is not OrderStatus.NEEDS_ATTENTION:
+        raise AppError("ORDER_INVALID_STATE", f"a {order.status.value} order is not waiting for an operator")
+    before = _snapshot(order)
+    await session.commit()
+    decision = OperatorDecision(action=body.action, actor=admin.actor, reason=body.reason)
+    handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
+    try:
+        await handle.execute_update(OrderWorkflow.resolve, decision)
+    except WorkflowUpdateFailedError as exc:  # the validator refused: another operator was first
+        raise AppError("ORDER_INVALID_STATE", "the order is no longer waiting for an operator") from exc
+    except (RPCError, RuntimeError) as exc:
+        raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
+    async with session.begin():
+        await session.refresh(order)
+        action = f"order.resolve.{body.action.value}"
+        _audit(session, request, admin, action, order.id, before, _snapshot(order), body.reason)
     return AdminOrderOut.model_validate(order)
 
 

@@ -72,6 +72,7 @@ async def create_order(request: Request, body: CustomerOrderCreate, user: Custom
             currency=bundle.currency,
             wholesale_unit_minor=bundle.wholesale_minor,
             supplier_task_queue=settings.esimgo_task_queue,
+            supplier_retry_budget_s=settings.supplier_retry_budget_s,
             payment_window_s=round(settings.payment_window_minutes * 60),
         )
         _, acceptance = await start_and_accept(request, order)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -11,12 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from temporalio.client import WorkflowHandle
 
 from activities.contracts import OrderInput
 from api.deps import AnyVendor, Session, VendorCaller, request_id, vendor_role
 from api.idempotency import idempotency_key, idempotent
 from api.order_views import TERMINAL, esim_qr_response, order_detail, order_id_for, start_and_accept
 from api.pagination import Page, Paging
+from api.problems import outage_of
 from api.refunds import request_refund
 from api.schemas.admin_orders import RefundOut, VendorRefundCreate
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
@@ -28,6 +30,7 @@ from workflows.order import order_workflow_id
 
 router = APIRouter(prefix="/api/v1/vendor/orders", tags=["vendor: orders"])
 Buyer = Annotated[VendorCaller, Depends(vendor_role(VendorUserRole.DEVELOPER))]
+log = logging.getLogger(__name__)
 
 
 async def _own_order(session: Session, caller: VendorCaller, order_id: uuid.UUID) -> Order:
@@ -45,6 +48,19 @@ async def _detail(request: Request, session: Session, order: Order) -> OrderDeta
     return await order_detail(request, session, order, f"/api/v1/vendor/orders/{order.id}")
 
 
+async def _wait_for_end(workflow: WorkflowHandle, seconds: int) -> None:
+    """Wait up to `seconds` for the order to end. The order is accepted already, so losing Temporal
+    meanwhile is no failure of this request: the stored record answers (202 + Location)."""
+    try:
+        await asyncio.wait_for(workflow.result(), seconds)
+    except TimeoutError:
+        pass
+    except Exception as exc:
+        if outage_of(exc) is None:
+            raise
+        log.warning("Temporal lost while waiting for %s: %s", workflow.id, type(exc).__name__)
+
+
 @router.post(
     "",
     status_code=201,
@@ -54,6 +70,10 @@ async def _detail(request: Request, session: Session, order: Order) -> OrderDeta
         202: {"model": OrderDetail, "description": "accepted, still provisioning: poll the Location"},
         402: {"description": "INSUFFICIENT_FUNDS or CREDIT_LIMIT_EXCEEDED; nothing was held"},
         422: {"description": "BUNDLE_UNKNOWN or a quantity outside 1–10"},
+        503: {
+            "description": "SERVICE_UNAVAILABLE + Retry-After: a dependency is down, or the order is "
+            "started but not confirmed yet; retry with the same Idempotency-Key"
+        },
     },
 )
 async def create_order(
@@ -85,14 +105,14 @@ async def create_order(
             wholesale_unit_minor=bundle.wholesale_minor,
             customer_reference=body.customer_reference,
             supplier_task_queue=request.app.state.settings.esimgo_task_queue,
+            supplier_retry_budget_s=request.app.state.settings.supplier_retry_budget_s,
         )
         workflow, acceptance = await start_and_accept(request, order)
         if not acceptance.accepted:
             code = acceptance.code if acceptance.code in CATALOGUE else "ORDER_INVALID_STATE"
             raise AppError(code, acceptance.detail)
         if wait:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(workflow.result(), wait)
+            await _wait_for_end(workflow, wait)
         async with request.app.state.sessions() as session:
             detail = await _detail(request, session, await _own_order(session, caller, order_id))
         done = detail.status in TERMINAL

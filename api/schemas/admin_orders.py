@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.orders import EsimOut, OrderOut
 from ttelgo.models import Channel, PaymentStatus, RefundStatus
+from workflows.order import OperatorAction
 
 
 class AdminOrderOut(OrderOut):
@@ -85,6 +86,14 @@ class AdminAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=1000)
+
+
+class ResolveAction(AdminAction):
+    """An operator's decision for an order stopped in NEEDS_ATTENTION."""
+
+    action: OperatorAction = Field(
+        description="`retry`: provision again; `give_up`: fail it (wallet hold voided, card refunded)"
+    )
 
 
 class AuditLogOut(BaseModel):

@@ -19,6 +19,7 @@ from tests.support.stack import api_client, running_worker, stack_settings
 from ttelgo import ledger
 from ttelgo.admins import ensure_admin
 from ttelgo.db import session_factory
+from ttelgo.order_invariants import check_order_invariants
 from ttelgo.settings import Settings
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "root@example.com", "correct horse battery staple"
@@ -111,7 +112,7 @@ class B2B:
 
     async def invariants(self) -> list[str]:
         async with self.sessions() as session:
-            return await ledger.check_invariants(session)
+            return await ledger.check_invariants(session) + await check_order_invariants(session)
 
 
 @pytest.fixture
@@ -122,9 +123,13 @@ async def b2b(
     esimgo_sim: SimHandle,
     task_queue: str,
 ) -> AsyncIterator[B2B]:
-    """Parametrize indirectly with {"worker": False} to run the worker yourself (e.g. as a process)."""
-    in_process_worker = getattr(request, "param", {}).get("worker", True)
-    settings = stack_settings(synced_database_url, temporal_env.client, esimgo_sim, task_queue)
+    """Parametrize indirectly with {"worker": False} to run the worker yourself (e.g. as a process), or
+    {"settings": {...}} to change settings."""
+    params = getattr(request, "param", {})
+    in_process_worker = params.get("worker", True)
+    settings = stack_settings(
+        synced_database_url, temporal_env.client, esimgo_sim, task_queue, **params.get("settings", {})
+    )
     engine = create_async_engine(synced_database_url, pool_size=20, max_overflow=20)
     sessions = session_factory(engine)
     async with sessions() as session:
@@ -147,6 +152,6 @@ async def b2b(
                 {"Authorization": f"Bearer {login.json()['access_token']}"},
             )
             yield world
-            assert await world.invariants() == [], "ledger invariants broken by this test"
+            assert await world.invariants() == [], "ledger or order invariants broken by this test"
     finally:
         await engine.dispose()

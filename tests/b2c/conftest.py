@@ -28,6 +28,7 @@ from tests.support.stack import running_worker, stack_settings
 from ttelgo import ledger
 from ttelgo.admins import ensure_admin
 from ttelgo.db import session_factory
+from ttelgo.order_invariants import check_order_invariants
 from ttelgo.payments import IntentRef, StripeGateway
 from ttelgo.sandbox.processes import ManagedProcess, free_port, wait_until
 from ttelgo.sandbox.threaded_server import serve_in_thread
@@ -189,7 +190,7 @@ class B2C:
 
     async def invariants(self) -> list[str]:
         async with self.sessions() as session:
-            return await ledger.check_invariants(session)
+            return await ledger.check_invariants(session) + await check_order_invariants(session)
 
 
 @pytest.fixture
@@ -233,7 +234,7 @@ async def b2c(
                     api, settings, session_factory(engine), temporal_env.client, esimgo_sim, gateway, api_base
                 )
                 yield world
-                assert await world.invariants() == [], "ledger invariants broken by this test"
+                assert await world.invariants() == [], "ledger or order invariants broken by this test"
                 await _record_histories(world)
     finally:
         await gateway.aclose()

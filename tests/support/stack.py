@@ -28,7 +28,8 @@ def stack_settings(
         esimgo_api_key=SIM_API_KEY,
         esimgo_max_requests_per_second=0,
         esimgo_task_queue=f"{task_queue}-esimgo",
-        **extra,
+        # A call lost mid-way is looked for after this; the simulator commits at once.
+        **{"esimgo_commit_delay_seconds": 2, **extra},
     ).resolved()
 
 

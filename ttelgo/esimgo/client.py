@@ -21,6 +21,7 @@ from ttelgo.esimgo.pacing import RequestPacer
 from ttelgo.esimgo.types import Bundle, BundleUsage, CataloguePage, EsimProfile, Organisation, SupplierOrder
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+NOT_PROCESSED = frozenset({429, 503})  # statuses that say the supplier did not act on the request
 
 # Live error messages that mean a retry cannot help, first match wins.
 _PERMANENT_MESSAGES: tuple[tuple[re.Pattern[str], PermanentReason], ...] = tuple(
@@ -56,7 +57,11 @@ def classify(response: httpx.Response) -> None:
     status, message = response.status_code, _message(response)
     if status == 429 or status >= 500:
         raise SupplierRetryableError(
-            f"eSIM Go {status}: {message}", status=status, retry_after=_retry_after(response)
+            f"eSIM Go {status}: {message}",
+            status=status,
+            retry_after=_retry_after(response),
+            # 429 and 503 refuse the request outright; any other 5xx may come after the work was done.
+            in_doubt=status not in NOT_PROCESSED,
         )
     if status == 401 or (status == 403 and "key" in message.lower()):
         raise SupplierPermanentError(
@@ -108,12 +113,16 @@ class EsimGoClient:
                 json=json,
                 headers={**self._headers, "Accept": accept},
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
+            raise SupplierRetryableError(f"eSIM Go unreachable on {method} {path}: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise SupplierRetryableError(
-                f"eSIM Go timed out on {method} {path}: {type(exc).__name__}"
+                f"eSIM Go timed out on {method} {path}: {type(exc).__name__}", in_doubt=True
             ) from exc
         except httpx.TransportError as exc:
-            raise SupplierRetryableError(f"eSIM Go unreachable on {method} {path}: {exc!r}") from exc
+            raise SupplierRetryableError(
+                f"eSIM Go connection lost on {method} {path}: {exc!r}", in_doubt=True
+            ) from exc
         classify(response)
         return response
 

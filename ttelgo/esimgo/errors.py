@@ -24,13 +24,25 @@ class SupplierError(Exception):
 
 
 class SupplierRetryableError(SupplierError):
-    """429, 5xx, 503 "processing", timeouts, connection errors: try again, after `retry_after` if given."""
+    """429, 5xx, 503 "processing", timeouts, connection errors: try again, after `retry_after` if given.
+
+    `in_doubt` is true when the supplier may have carried the request out although we got no answer (a
+    read timeout, a dropped connection, a 500/502/504): a write must not simply be sent again.
+    """
 
     retryable = True
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        in_doubt: bool = False,
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        self.in_doubt = in_doubt
 
 
 class SupplierPermanentError(SupplierError):

@@ -31,6 +31,9 @@ class OrderStatus(StrEnum):
     CANCELED = "CANCELED"
     REFUNDED = "REFUNDED"
     PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    # Stopped for an operator: the supplier's data cannot be trusted (a reissued ICCID, a reference it no
+    # longer knows). Money stays held; an operator retries the provisioning or gives the order up.
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
 
 class PaymentPurpose(StrEnum):
@@ -117,6 +120,9 @@ class Order(Timestamps, SoftDelete, Base):
     supplier_order_reference: Mapped[str | None] = mapped_column(String(100))
     # Set before the first supplier call, so a retry after a crash knows where to look for an orphan order.
     provisioning_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a supplier order call was sent that has no definite answer yet (timeout, crash): until the
+    # supplier can have committed it, a retry must not buy again.
+    supplier_call_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(String(1000))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,9 +1,10 @@
 """Card payments through Stripe: the gateway our activities call and the webhook events it sends back."""
 
 from ttelgo.payments.events import PaymentEvent, StripeEventError, parse_event, verify_event
-from ttelgo.payments.gateway import IntentRef, PaymentDeclined, RefundRef, StripeGateway
+from ttelgo.payments.gateway import IntentMissing, IntentRef, PaymentDeclined, RefundRef, StripeGateway
 
 __all__ = [
+    "IntentMissing",
     "IntentRef",
     "PaymentDeclined",
     "PaymentEvent",

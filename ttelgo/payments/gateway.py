@@ -6,6 +6,7 @@ is retried after a lost response gets the same PaymentIntent or refund instead o
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -15,10 +16,19 @@ from pydantic import BaseModel
 class PaymentDeclined(Exception):
     """Stripe refused the request itself (4xx): retrying the same call cannot help."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.status = status
+
+    @property
+    def missing(self) -> bool:
+        return self.status == 404 or self.code == "resource_missing"
+
+
+class IntentMissing(PaymentDeclined):
+    """Stripe has no such PaymentIntent (a test stand-in restarted, or another account's key)."""
 
 
 class IntentRef(BaseModel):
@@ -35,6 +45,52 @@ class RefundRef(BaseModel):
     amount_minor: int
 
 
+class ListingUnsupported(Exception):
+    """The Stripe endpoint in use cannot list this kind of object (a stand-in's gap, not a failure)."""
+
+
+class StripeIntent(BaseModel):
+    id: str
+    status: str
+    amount_minor: int
+    currency: str
+    metadata: dict[str, str]
+    created: datetime
+
+
+class StripeRefund(BaseModel):
+    id: str
+    status: str
+    amount_minor: int
+    currency: str
+    charge: str | None
+    payment_intent: str | None
+    metadata: dict[str, str]
+    created: datetime
+
+
+class StripeDispute(BaseModel):
+    id: str
+    status: str
+    reason: str | None
+    amount_minor: int
+    currency: str
+    charge: str | None
+    payment_intent: str | None
+    created: datetime
+
+
+def _at(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(int(timestamp), UTC)
+
+
+def _id(value: Any) -> str | None:
+    """An id field, whether Stripe sent the id or the expanded object."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value["id"])
+
+
 def _intent(obj: Any) -> IntentRef:
     return IntentRef(
         id=obj.id,
@@ -48,6 +104,7 @@ def _intent(obj: Any) -> IntentRef:
 class StripeGateway:
     def __init__(self, secret_key: str, api_base: str | None = None) -> None:
         self._http = stripe.HTTPXClient()
+        self._real_stripe = api_base is None
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else {},
@@ -84,7 +141,9 @@ class StripeGateway:
         """Cancels the intent unless it is past that point; answers the intent as it now stands."""
         try:
             return _intent(await self._call(self._client.v1.payment_intents.cancel_async(intent_id)))
-        except PaymentDeclined:
+        except PaymentDeclined as refused:
+            if refused.missing:
+                raise IntentMissing(refused.message, refused.code, refused.status) from refused
             current = await self.retrieve_intent(intent_id)
             if current.status in ("succeeded", "canceled", "processing"):
                 return current  # paid (or paying) just before the cancel: the caller decides
@@ -105,9 +164,85 @@ class StripeGateway:
         refund = await self._call(self._client.v1.refunds.retrieve_async(refund_id))
         return RefundRef(id=refund.id, status=refund.status, amount_minor=refund.amount)
 
+    # -- reconciliation: what Stripe holds, listed by creation time -------------------------------------
+    async def list_intents(self, since: datetime) -> list[StripeIntent]:
+        """PaymentIntents created at or after `since`."""
+        rows = await self._list(self._client.v1.payment_intents.list_async, since)
+        return [
+            StripeIntent(
+                id=o["id"],
+                status=o["status"],
+                amount_minor=o["amount"],
+                currency=o["currency"].upper(),
+                metadata=dict(o.get("metadata") or {}),
+                created=_at(o["created"]),
+            )
+            for o in rows
+        ]
+
+    async def list_refunds(self, since: datetime) -> list[StripeRefund]:
+        """Refunds created at or after `since`, ours and those made elsewhere (the Stripe dashboard)."""
+        rows = await self._list(self._client.v1.refunds.list_async, since)
+        return [
+            StripeRefund(
+                id=o["id"],
+                status=o["status"],
+                amount_minor=o["amount"],
+                currency=o["currency"].upper(),
+                charge=_id(o.get("charge")),
+                payment_intent=_id(o.get("payment_intent")),
+                metadata=dict(o.get("metadata") or {}),
+                created=_at(o["created"]),
+            )
+            for o in rows
+        ]
+
+    async def intent_of_charge(self, charge_id: str) -> str | None:
+        charge = await self._call(self._client.v1.charges.retrieve_async(charge_id))
+        return _id(charge.to_dict().get("payment_intent"))
+
+    async def list_disputes(self, since: datetime) -> list[StripeDispute]:
+        """Disputes created at or after `since`; ListingUnsupported where the endpoint does not exist
+        (localstripe has no disputes)."""
+        try:
+            rows = await self._list(self._client.v1.disputes.list_async, since)
+        except stripe.StripeError as exc:
+            if exc.http_status == 404:
+                raise ListingUnsupported("this Stripe endpoint cannot list disputes") from exc
+            raise
+        return [
+            StripeDispute(
+                id=o["id"],
+                status=o["status"],
+                reason=o.get("reason"),
+                amount_minor=o["amount"],
+                currency=o["currency"].upper(),
+                charge=_id(o.get("charge")),
+                payment_intent=_id(o.get("payment_intent")),
+                created=_at(o["created"]),
+            )
+            for o in rows
+        ]
+
+    async def _list(self, list_call: Any, since: datetime, max_pages: int = 100) -> list[Any]:
+        """Every object created since `since`, page by page. Stripe filters by `created[gte]` itself; a
+        stand-in at a custom base (localstripe refuses the filter) is listed whole and filtered here."""
+        cutoff = int(since.timestamp())
+        params: dict[str, Any] = {"limit": 100}
+        if self._real_stripe:
+            params["created"] = {"gte": cutoff}
+        page = await list_call(params=params)
+        found: list[Any] = []
+        for _ in range(max_pages):
+            found += [o.to_dict() for o in page.data if int(o["created"]) >= cutoff]
+            if not page.has_more or not page.data:
+                break
+            page = await list_call(params={**params, "starting_after": page.data[-1]["id"]})
+        return found
+
     @staticmethod
     async def _call(request: Any) -> Any:
         try:
             return await request
         except (stripe.CardError, stripe.InvalidRequestError) as exc:
-            raise PaymentDeclined(exc.user_message or str(exc), exc.code) from exc
+            raise PaymentDeclined(exc.user_message or str(exc), exc.code, exc.http_status) from exc
