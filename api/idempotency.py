@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ HEADER = "Idempotency-Key"
 RETENTION = timedelta(hours=24)
 IN_PROGRESS_LEASE = timedelta(seconds=60)
 _STORED_HEADERS = ("content-type", "location")
+log = logging.getLogger(__name__)
 
 
 def _fingerprint(request: Request, body: bytes) -> str:
@@ -132,8 +134,14 @@ async def idempotent(request: Request, scope: str, handler: Callable[[], Awaitab
 
 
 async def _release(sessions: async_sessionmaker[AsyncSession], record_id: uuid.UUID) -> None:
-    async with sessions() as session, session.begin():
-        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+    """Frees the key after a failure (5xx, an outage, a bug), so the client's retry runs again. If the
+    database is what failed, the record stays IN_PROGRESS and is taken over after IN_PROGRESS_LEASE; the
+    original error is what the client is told about (a 503 asking for a retry with the same key)."""
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+    except Exception:
+        log.warning("could not free idempotency record %s; it frees itself after its lease", record_id)
 
 
 def _replay(record: IdempotencyRecord) -> Response:

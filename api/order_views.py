@@ -3,16 +3,19 @@ progress, and an eSIM's QR code. Each router keeps its own rule for whose orders
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import timedelta
 
 from fastapi import Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import OrderInput
+from api.problems import Outage, outage_of, unavailable
 from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut
 from api.starting import start_with_update
 from ttelgo.errors import AppError
@@ -32,6 +35,12 @@ TERMINAL = {
 }
 
 
+# Live progress is a bonus on top of the stored record: asked with a short deadline (a query needs a worker
+# to answer it), and left out when Temporal or the worker cannot answer in time.
+LIVE_PROGRESS_DEADLINE = timedelta(seconds=3)
+CANCEL_DEADLINE = timedelta(seconds=10)  # the cancel update needs a worker too
+
+
 def order_id_for(scope: str, idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(ORDER_IDS, f"{scope}:{idempotency_key}")
 
@@ -40,10 +49,13 @@ async def live_progress(request: Request, order: Order) -> LiveProgress | None:
     if order.status in TERMINAL:
         return None
     handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
+    deadline = LIVE_PROGRESS_DEADLINE
     try:
-        progress = await handle.query(OrderWorkflow.status)
-        pending = (await handle.describe()).raw_description.pending_activities
-    except (RPCError, RuntimeError):  # RuntimeError: the lazy client cannot connect
+        # One deadline for both calls: the SDK retries an unreachable server by itself for longer.
+        async with asyncio.timeout(deadline.total_seconds()):
+            progress = await handle.query(OrderWorkflow.status, rpc_timeout=deadline)
+            pending = (await handle.describe(rpc_timeout=deadline)).raw_description.pending_activities
+    except (RPCError, RPCTimeoutOrCancelledError, TimeoutError, RuntimeError):  # RuntimeError: no connection
         return None  # the record alone is still a true answer
     running = pending[0] if pending else None
     last_error = running.last_failure.message if running and running.HasField("last_failure") else None
@@ -100,12 +112,33 @@ async def cancel_unpaid(request: Request, order: Order) -> None:
         raise AppError("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be canceled")
     handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
     try:
-        progress = await handle.execute_update(OrderWorkflow.cancel)
+        progress = await handle.execute_update(OrderWorkflow.cancel, rpc_timeout=CANCEL_DEADLINE)
     except WorkflowUpdateFailedError as exc:  # the validator refused: no longer unpaid
         cause = exc.cause
         detail = cause.message if isinstance(cause, ApplicationError) else "the order cannot be canceled"
         raise AppError("ORDER_INVALID_STATE", detail) from exc
-    except (RPCError, RuntimeError) as exc:
-        raise AppError("SERVICE_UNAVAILABLE", "try again shortly", headers={"Retry-After": "2"}) from exc
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow has ended (or is gone): no one to cancel
+            raise AppError("ORDER_INVALID_STATE", await _workflow_gone(handle, order)) from exc
+        outage = outage_of(exc) or Outage("SERVICE_UNAVAILABLE", "Temporal", 2)
+        raise unavailable(outage, "the order's workflow did not answer; retry shortly") from exc
+    except (RPCTimeoutOrCancelledError, RuntimeError) as exc:
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        raise unavailable(outage, "the order's workflow did not answer; retry shortly") from exc
     if progress.status is not OrderStatus.CANCELED:  # something else settled it first (paid, expired)
         raise AppError("ORDER_INVALID_STATE", f"the order is {progress.status.value}, not canceled")
+
+
+async def _workflow_gone(handle: WorkflowHandle, order: Order) -> str:
+    """Why an unpaid order cannot be canceled: its workflow is closed, so nothing will ever move it."""
+    try:
+        closed = (await handle.describe(rpc_timeout=LIVE_PROGRESS_DEADLINE)).status
+        ended = f"has ended ({closed.name})" if closed else "has ended"
+    except RPCError:
+        ended = "no longer exists"
+    return (
+        f"the order is {order.status.value} but its workflow {order.workflow_id} {ended}; "
+        "it cannot be canceled here: an operator must settle it"
+    )

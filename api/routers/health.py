@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
+from api.problems import RETRY_AFTER_S
+
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
 
@@ -58,7 +60,9 @@ async def readyz(request: Request) -> JSONResponse:
             checks[name] = f"failed: {type(exc).__name__}: {exc}"[:300]
     ready = all(value == "ok" for value in checks.values())
     body = Readiness(status="ready" if ready else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
