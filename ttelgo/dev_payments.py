@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import stripe as stripe_sdk
 from sqlalchemy import select
 
 from ttelgo.db import create_engine, session_factory
@@ -16,6 +17,15 @@ PAYABLE = ("requires_payment_method", "requires_confirmation")
 
 class NothingToPay(Exception):
     pass
+
+
+class IntentGone(NothingToPay):
+    """localstripe keeps intents in memory: after it restarts, the intents of earlier orders are gone."""
+
+
+def _is_missing(refused: PaymentDeclined) -> bool:
+    cause = refused.__cause__
+    return refused.code == "resource_missing" or getattr(cause, "http_status", None) == 404
 
 
 async def pay_order(settings: Settings, order_id: uuid.UUID, payment_method: str) -> IntentRef:
@@ -31,7 +41,16 @@ async def pay_order(settings: Settings, order_id: uuid.UUID, payment_method: str
         raise NothingToPay(f"no card payment for order {order_id} (is it a B2C order?)")
     stripe = StripeGateway(str(settings.stripe_secret_key), settings.stripe_api_base)
     try:
-        intent = await stripe.retrieve_intent(payment.provider_payment_id)
+        try:
+            intent = await stripe.retrieve_intent(payment.provider_payment_id)
+        except PaymentDeclined as refused:
+            if not _is_missing(refused):
+                raise
+            raise IntentGone(
+                f"localstripe no longer has PaymentIntent {payment.provider_payment_id} of order {order_id} "
+                "(it keeps intents in memory and has restarted since the order was placed), so this order "
+                "cannot be paid: it expires when its payment window closes; place a new order to pay"
+            ) from refused
         if intent.status not in PAYABLE:
             raise NothingToPay(
                 f"order {order_id} is {order.status.value}; its PaymentIntent is {intent.status}"
@@ -40,5 +59,9 @@ async def pay_order(settings: Settings, order_id: uuid.UUID, payment_method: str
             return await stripe.confirm_intent(intent.id, payment_method)
         except PaymentDeclined:
             return await stripe.retrieve_intent(intent.id)
+    except stripe_sdk.APIConnectionError as exc:
+        raise NothingToPay(
+            f"localstripe does not answer at {settings.stripe_api_base}: is `ttelgo dev` running?"
+        ) from exc
     finally:
         await stripe.aclose()

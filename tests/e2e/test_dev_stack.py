@@ -101,30 +101,43 @@ def tmp_path() -> Iterator[Path]:
         yield Path(directory)
 
 
-def card_order_walkthrough(api: str, env: dict[str, str], proc: subprocess.Popen[str]) -> None:
-    """The README's B2C walk-through: order as a customer, `ttelgo dev pay`, localstripe's webhook → done."""
+def place_card_order(api: str, proc: subprocess.Popen[str], email: str) -> tuple[dict, dict[str, str]]:
+    """A customer registers and orders one eSIM by card: the order waits for its payment."""
     wait_for(f"{api}/api/v1/catalogue/bundles/esim_1GB_7D_FR_V2", proc)  # the first catalogue sync
     token = httpx.post(
-        f"{api}/api/v1/auth/register", json={"email": "traveller@example.com", "password": "long enough pass"}
+        f"{api}/api/v1/auth/register", json={"email": email, "password": "long enough pass"}, timeout=30
     ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     order = httpx.post(
         f"{api}/api/v1/orders",
         json={"bundle_code": "esim_1GB_7D_FR_V2"},
-        headers={**headers, "Idempotency-Key": "walkthrough-1"},
+        headers={**headers, "Idempotency-Key": f"walkthrough-{email}"},
         timeout=30,
     ).json()
     assert order["status"] == "PAYMENT_PENDING", order
-    paid = subprocess.run(
-        [TTELGO, "dev", "pay", order["id"]], env=env, capture_output=True, text=True, timeout=60, check=False
+    return order, headers
+
+
+def dev_pay(env: dict[str, str], order_id: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TTELGO, "dev", "pay", order_id], env=env, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def card_order_walkthrough(
+    api: str, env: dict[str, str], proc: subprocess.Popen[str], email: str = "traveller@example.com"
+) -> dict:
+    """The README's B2C walk-through: order as a customer, `ttelgo dev pay`, localstripe's webhook → done."""
+    order, headers = place_card_order(api, proc, email)
+    paid = dev_pay(env, order["id"])
     assert paid.returncode == 0 and "succeeded" in paid.stdout, paid.stdout + paid.stderr
-    deadline = time.monotonic() + 30
-    while (status := httpx.get(f"{api}/api/v1/orders/{order['id']}", headers=headers).json()["status"]) != (
-        "COMPLETED"
-    ):
-        assert time.monotonic() < deadline, f"order still {status}"
+    deadline = time.monotonic() + 60
+    while (current := httpx.get(f"{api}/api/v1/orders/{order['id']}", headers=headers, timeout=30).json())[
+        "status"
+    ] != "COMPLETED":
+        assert time.monotonic() < deadline, f"order still {current['status']}"
         time.sleep(0.5)
+    return current
 
 
 def test_dev_stack_runs_restarts_with_its_data_and_stops_clean(tmp_path: Path) -> None:
@@ -164,3 +177,73 @@ def test_busy_port_is_named_with_the_setting_that_moves_it(tmp_path: Path) -> No
     message = " ".join(result.stdout.split())
     assert f"port {env['API_PORT']}" in message and "API_PORT" in message
     assert not (tmp_path / "data" / "postgres").exists(), "nothing should start when a port is taken"
+
+
+def stack_child(proc: subprocess.Popen[str], service: str) -> psutil.Process | None:
+    """The supervisor's direct child running `service` (as in `ttelgo dev`'s process table)."""
+    marks = {
+        "postgres": "/postgres",
+        "temporal": "/temporal",
+        "localstripe": "ttelgo.sandbox.localstripe_server",
+        "esimgo-sim": "ttelgo.sandbox.esimgo_sim",
+    }
+    for child in psutil.Process(proc.pid).children():
+        try:
+            argv = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if argv and (argv[0].endswith(marks[service]) or marks[service] in argv):
+            return child
+    return None
+
+
+def kill_and_see_it_back(proc: subprocess.Popen[str], service: str, ready: str) -> None:
+    """SIGKILL one part of the stack; the supervisor starts it again and `ready` answers 200 once more."""
+    victim = stack_child(proc, service)
+    assert victim is not None, f"no {service} under ttelgo dev"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while (back := stack_child(proc, service)) is None or back.pid == victim.pid:
+        assert proc.poll() is None, f"ttelgo dev gave up after {service} was killed"
+        assert time.monotonic() < deadline, f"{service} was not restarted"
+        time.sleep(0.2)
+    wait_for(ready, proc)
+
+
+def test_dev_stack_brings_back_each_killed_part(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    api = f"http://127.0.0.1:{env['API_PORT']}"
+    stripe = f"http://127.0.0.1:{env['LOCALSTRIPE_PORT']}"
+    sim = f"http://127.0.0.1:{env['ESIMGO_SIM_PORT']}"
+    ui = f"http://127.0.0.1:{env['TEMPORAL_UI_PORT']}"
+
+    with dev_stack(env) as proc:
+        wait_for(f"{api}/readyz", proc)
+        before = card_order_walkthrough(api, env, proc, "before@example.com")
+        assert len(before["esims"]) == 1, before
+        unpaid, _ = place_card_order(api, proc, "unpaid@example.com")
+
+        # localstripe keeps intents in memory and the simulator its orders: both come back empty.
+        kill_and_see_it_back(proc, "localstripe", f"{stripe}/js.stripe.com/v3/")
+        kill_and_see_it_back(proc, "esimgo-sim", f"{sim}/_sim/stats")
+        lost = dev_pay(env, unpaid["id"])
+        said = lost.stdout + lost.stderr
+        assert lost.returncode == 1, said
+        assert "Traceback" not in said and len(said.strip().splitlines()) == 1, said
+        assert "no longer has PaymentIntent" in said and "place a new order" in said, said
+
+        for service in ("postgres", "temporal"):
+            kill_and_see_it_back(proc, service, f"{api}/readyz")
+            assert httpx.get(f"{api}/readyz", timeout=10).json()["status"] == "ready"
+        # Temporal came back with its state: the unpaid order's workflow still runs, waiting for payment.
+        workflow = wait_for(f"{ui}/api/v1/namespaces/default/workflows/order-{unpaid['id']}", proc).json()
+        assert workflow["workflowExecutionInfo"]["status"] == "WORKFLOW_EXECUTION_STATUS_RUNNING", workflow
+
+        # Database, Temporal, worker, localstripe and simulator all work again, with fresh identifiers.
+        after = card_order_walkthrough(api, env, proc, "after@example.com")
+        assert len(after["esims"]) == 1, after
+        assert after["esims"][0]["iccid"] != before["esims"][0]["iccid"]
+        output = stop_and_assert_nothing_left(proc)
+    for service in ("localstripe", "esimgo-sim", "postgres", "temporal"):
+        assert f"restarting {service}" in output, output

@@ -68,12 +68,12 @@ def start_postgres(
     # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
     process = ManagedProcess("postgres", argv, log_path, user=user, stop_signal=signal.SIGINT).start()
     wait_until(
-        lambda: asyncio.run(_can_connect(port)), timeout, f"waiting for PostgreSQL on port {port}", process
+        lambda: asyncio.run(can_connect(port)), timeout, f"waiting for PostgreSQL on port {port}", process
     )
     return process
 
 
-async def _can_connect(port: int) -> bool:
+async def can_connect(port: int) -> bool:
     conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres", timeout=2)
     await conn.close()
     return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import shutil
 import signal
@@ -129,7 +130,12 @@ class ManagedProcess:
             return ""
         return "\n".join(f"  [{self.name}] {line}" for line in text.splitlines()[-lines:])
 
+    def fresh(self) -> ManagedProcess:
+        """A new, unstarted process like this one (same command, log, environment, user, stop signal)."""
+        return dataclasses.replace(self)
+
     def stop(self, timeout: float = 15.0) -> None:
+        """Stop the child and everything in its session, including what a crashed child left behind."""
         if self._popen is None:
             return
         try:
@@ -139,16 +145,44 @@ class ManagedProcess:
             ]
         except psutil.NoSuchProcess:
             group = []
+        group += [p for p in self._session_members() if p not in group]
         if self._popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._popen.send_signal(self.stop_signal)
-        _, alive = psutil.wait_procs(group, timeout=timeout)
+            alive = _wait_gone(group, timeout)
+        else:  # it crashed: nobody is left to shut the rest down in order
+            alive = _wait_gone(group, 0)
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        psutil.wait_procs(alive, timeout=5)
+        _wait_gone(alive, 5)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=5)
+
+    def _session_members(self) -> list[psutil.Process]:
+        """Processes still in the child's session: a SIGKILLed PostgreSQL postmaster leaves its backends
+        (re-parented, so no longer its children), and a new postmaster refuses to start beside them."""
+        assert self._popen is not None
+        members = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.pid != os.getpid() and os.getsid(proc.pid) == self._popen.pid:
+                    members.append(proc)
+        return members
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those of `procs` still alive after `timeout` (a zombie counts as gone: it holds no resources)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
 
 
 def as_service_user(path: Path, username: str) -> str | None:

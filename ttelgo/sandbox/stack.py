@@ -25,16 +25,22 @@ from rich.console import Console
 from ttelgo import migrate
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
-from ttelgo.sandbox.postgres import ensure_database, start_postgres
+from ttelgo.sandbox.postgres import can_connect, ensure_database, start_postgres
 from ttelgo.sandbox.processes import ManagedProcess, PortInUseError, port_is_free, wait_until
-from ttelgo.sandbox.temporal_server import start_temporal
+from ttelgo.sandbox.temporal_server import start_temporal, temporal_answers
 from ttelgo.settings import Settings
 
 ESIMGO_SIM_MODULE = "ttelgo.sandbox.esimgo_sim"
 LOCALSTRIPE_MODULE = "ttelgo.sandbox.localstripe_server"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RESTARTABLE = ("esimgo-sim", "localstripe", "worker", "api")
+RESTARTABLE = ("postgres", "temporal", "esimgo-sim", "localstripe", "worker", "api")
 MAX_RESTARTS = 5
+
+
+def esimgo_sim_args(port: int, data_dir: Path) -> list[str]:
+    """How `ttelgo dev` runs the simulator: its identifier state in the data folder, so a restart
+    (of the simulator or of the whole stack) never issues an ICCID or matching id issued before."""
+    return ["-m", ESIMGO_SIM_MODULE, "--port", str(port), "--state-dir", str(data_dir / "esimgo-sim")]
 
 
 def load_dev_secrets(path: Path) -> dict[str, str]:
@@ -123,9 +129,7 @@ class DevStack:
             (
                 f"eSIM Go simulator on 127.0.0.1:{s.esimgo_sim_port}",
                 self.stand_ins["esimgo-sim"],
-                lambda: self._start_python(
-                    "esimgo-sim", ["-m", ESIMGO_SIM_MODULE, "--port", str(s.esimgo_sim_port)]
-                ),
+                lambda: self._start_python("esimgo-sim", esimgo_sim_args(s.esimgo_sim_port, self.data_dir)),
             ),
             (
                 "database migrations (alembic upgrade head)",
@@ -162,11 +166,30 @@ class DevStack:
                 if name not in RESTARTABLE or not self._may_restart(name):
                     return 1
                 self.console.print(f"[yellow]restarting {name}[/]")
-                self.processes[name] = ManagedProcess(
-                    process.name, process.argv, process.log_path, process.env, process.cwd
-                ).start()
+                self.restart(name)
             time.sleep(0.5)
         return 0
+
+    def restart(self, name: str) -> None:
+        """Start a crashed part again, with the same command and its data (PostgreSQL's data folder and
+        Temporal's database file are on disk). PostgreSQL and Temporal are waited for, so their dependants
+        find them back: the API and the worker reconnect by themselves (pool pre-ping, the Temporal
+        client's retries). A part that fails again is seen by the next round of `supervise`."""
+        old = self.processes[name]
+        old.stop()  # reaps it and ends what it left behind (a killed postmaster's backends)
+        process = self.processes[name] = old.fresh().start()
+        wait_for = self._restart_checks().get(name)
+        if wait_for is None:
+            return
+        started = time.monotonic()
+        try:
+            wait_until(
+                lambda: self._stop_requested or wait_for(), 60, f"waiting for {name} to come back", process
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            self.console.print(f"[red]{exc}[/]")
+            return
+        self.console.print(f"[green]✓[/] {name} is back [dim]({time.monotonic() - started:.1f}s)[/]")
 
     def stop_all(self) -> None:
         if self.processes:
@@ -241,6 +264,13 @@ class DevStack:
             "api": lambda: (
                 httpx.get(f"http://{s.api_host}:{s.api_port}/readyz", timeout=3).status_code == 200
             ),
+        }
+
+    def _restart_checks(self) -> dict[str, Callable[[], bool]]:
+        s = self.settings
+        return {
+            "postgres": lambda: asyncio.run(can_connect(s.postgres_port)),
+            "temporal": lambda: temporal_answers(s.temporal_ui_port),
         }
 
     def _api_argv(self) -> list[str]:

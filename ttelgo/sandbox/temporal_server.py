@@ -42,11 +42,15 @@ def start_temporal(
         *search_attribute_args(),
     ]
     process = ManagedProcess("temporal", argv, log_path).start()
-    ui = f"http://127.0.0.1:{ui_port}/api/v1/namespaces"
     wait_until(
-        lambda: httpx.get(ui, timeout=2).status_code == 200,
+        lambda: temporal_answers(ui_port),
         timeout,
         f"waiting for the Temporal dev server and UI on ports {port}/{ui_port}",
         process,
     )
     return process
+
+
+def temporal_answers(ui_port: int) -> bool:
+    """The UI lists namespaces only once the server behind it answers."""
+    return httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/namespaces", timeout=2).status_code == 200

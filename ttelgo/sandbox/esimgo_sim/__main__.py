@@ -24,6 +24,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--balance", help="initial organisation balance in USD [ESIMGO_SIM_BALANCE]")
     p.add_argument("--faults", help="fault settings as JSON [ESIMGO_SIM_FAULTS]")
     p.add_argument("--seed", type=int, help="catalogue/identifier seed [ESIMGO_SIM_SEED]")
+    p.add_argument(
+        "--state-dir",
+        help="folder kept across starts, so identifiers never repeat between them [ESIMGO_SIM_STATE_DIR]",
+    )
     p.add_argument("--async-threshold", type=int, help="orders of more bundles complete asynchronously")
     p.add_argument("--async-delay", type=float, help="seconds before an async order completes")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -38,6 +42,7 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         initial_balance=args.balance,
         faults=FaultSettings.model_validate_json(args.faults) if args.faults else None,
         seed=args.seed,
+        state_dir=args.state_dir,
         async_order_threshold=args.async_threshold,
         async_completion_delay_s=args.async_delay,
     )
@@ -49,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = create_app(build_config(args))
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info("eSIM Go simulator at http://%s:%d%s (admin: /_sim)", host, args.port, API_PREFIX)
+    if app.state.sim.generation is not None:
+        logger.info(
+            "identifier generation %d (state in %s)", app.state.sim.generation, app.state.sim.config.state_dir
+        )
     # uvicorn's own access/startup logs stay at warning so our line is the one that says where we are.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

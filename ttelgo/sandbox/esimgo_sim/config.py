@@ -15,6 +15,7 @@ ENV_FIELDS: dict[str, str] = {
     "ESIMGO_SIM_RATE_LIMIT": "rate_limit_per_second",
     "ESIMGO_SIM_BALANCE": "initial_balance",
     "ESIMGO_SIM_SEED": "seed",
+    "ESIMGO_SIM_STATE_DIR": "state_dir",
 }
 ENV_FAULTS = "ESIMGO_SIM_FAULTS"
 
@@ -33,6 +34,10 @@ class SimConfig(BaseModel):
     callback_timeout_s: float = Field(5.0, gt=0)
     faults: FaultSettings = Field(default_factory=FaultSettings)
     seed: int = 42
+    state_dir: str | None = Field(
+        None,
+        description="a folder kept across starts; each start then issues identifiers never issued before",
+    )
     organisation_name: str = "TTelGo Sandbox Ltd"
 
     @classmethod

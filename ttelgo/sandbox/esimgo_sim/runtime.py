@@ -3,11 +3,13 @@
 import asyncio
 import logging
 import random
+from pathlib import Path
 
 from .callbacks import CallbackSender, Delivery
 from .catalogue import Catalogue
 from .config import SimConfig
 from .faults import FaultInjector
+from .generations import claim_generation
 from .identifiers import IdentifierFactory
 from .ratelimit import FixedWindowRateLimiter
 from .state import Order, SimState, UsageEvent
@@ -27,10 +29,18 @@ class Simulator:
             config.api_key, config.callback_attempts, config.callback_backoff_s, config.callback_timeout_s
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.generation: int | None = None
         self._reset_state()
 
+    def _claim_generation(self) -> None:
+        """With a state folder, every start and every reset issues identifiers never issued before;
+        without one, identifiers come from the seed alone (a reset issues the same ones again)."""
+        if self.config.state_dir:
+            self.generation = claim_generation(Path(self.config.state_dir))
+
     def _reset_state(self) -> None:
-        ids = IdentifierFactory(random.Random(f"{self.config.seed}:ids"))
+        self._claim_generation()
+        ids = IdentifierFactory(random.Random(f"{self.config.seed}:ids"), self.generation)
         self.state = SimState(self.catalogue, self.config.organisation_name, self.config.initial_balance, ids)
         self.callback_url: str | None = self.config.callback_url
         self.callback_log: list[Delivery] = []
