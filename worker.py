@@ -17,15 +17,21 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.contracts import ReconciliationInput
 from activities.registry import ActivitySet, build_activities
 from ttelgo import temporal
 from ttelgo.observability import configure_logging
 from ttelgo.settings import Settings, get_settings
 from workflows.catalogue_sync import SCHEDULE_ID, WORKFLOW_ID, CatalogueSyncWorkflow
+from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
+from workflows.reconciliation import WORKFLOW_ID as RECONCILIATION_WORKFLOW_ID
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("ttelgo.worker")
@@ -46,6 +52,36 @@ async def ensure_catalogue_schedule(client: Client, settings: Settings) -> None:
         await client.create_schedule(SCHEDULE_ID, schedule, trigger_immediately=True)
     except ScheduleAlreadyRunningError:
         await client.get_schedule_handle(SCHEDULE_ID).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+
+
+async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> None:
+    """Reconciliation every RECONCILIATION_MINUTES over the last RECONCILIATION_WINDOW_MINUTES; an existing
+    schedule takes today's settings (interval, window, task queues)."""
+    request = ReconciliationInput(
+        window_minutes=settings.reconciliation_window_minutes,
+        grace_minutes=settings.reconciliation_grace_minutes,
+        supplier_task_queue=settings.esimgo_task_queue,
+    )
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconciliationWorkflow.run,
+            request,
+            id=RECONCILIATION_WORKFLOW_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(minutes=settings.reconciliation_minutes))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECONCILIATION_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(RECONCILIATION_SCHEDULE_ID).update(replace)
 
 
 def build_workers(client: Client, settings: Settings, activities: ActivitySet) -> list[Worker]:
@@ -84,6 +120,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             for worker in build_workers(client, settings, activities):
                 await stack.enter_async_context(worker)
             await ensure_catalogue_schedule(client, settings)
+            await ensure_reconciliation_schedule(client, settings)
             log.info(
                 "worker polling %r and %r on %s",
                 settings.temporal_task_queue,

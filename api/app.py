@@ -12,6 +12,7 @@ from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.problems import install_problem_handlers
 from api.routers import (
     admin_orders,
+    admin_reconciliation,
     admin_vendors,
     auth,
     catalogue,
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         vendor_topups.router,
         admin_orders.router,
         admin_vendors.router,
+        admin_reconciliation.router,
         webhooks.router,
     )
     for router in routers:

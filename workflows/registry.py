@@ -3,6 +3,7 @@
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
 from workflows.order import OrderWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.topup import TopupWorkflow
 
@@ -10,6 +11,7 @@ WORKFLOWS: list[type] = [
     CatalogueSyncWorkflow,
     EsimUsageWorkflow,
     OrderWorkflow,
+    ReconciliationWorkflow,
     RefundWorkflow,
     TopupWorkflow,
 ]

@@ -46,6 +46,13 @@ from ttelgo.models.orders import (
     Refund,
     RefundStatus,
 )
+from ttelgo.models.reconciliation import (
+    FindingAction,
+    FindingKind,
+    ReconciliationFinding,
+    ReconciliationRun,
+    ReconciliationStatus,
+)
 
 __all__ = [
     "Account",
@@ -61,6 +68,8 @@ __all__ = [
     "DeliveryStatus",
     "Esim",
     "EsimStatus",
+    "FindingAction",
+    "FindingKind",
     "IdempotencyRecord",
     "IdempotencyState",
     "LedgerEntryType",
@@ -72,6 +81,9 @@ __all__ = [
     "Payment",
     "PaymentPurpose",
     "PaymentStatus",
+    "ReconciliationFinding",
+    "ReconciliationRun",
+    "ReconciliationStatus",
     "Refund",
     "RefundStatus",
     "SystemConfig",

@@ -1,0 +1,597 @@
+"""Reconciliation: what eSIM Go and Stripe hold, compared with our records, and put right where that is
+safe. Each check is retried by Temporal and does nothing twice: the supplier's state is read before
+anything is revoked, a finding is written once per run and subject, and every action (adopt, revoke,
+record) commits in one transaction with its `audit_logs` row.
+
+- an eSIM Go order none of ours claims (a call that committed after we gave up): adopted by an order of
+  ours that still waits for it (same bundle and quantity, older, provisioning, no reference, no eSIMs),
+  whose own workflow then picks it up; otherwise its unused bundles are revoked with refundToBalance
+  (used ones cannot be refunded and are reported);
+- Stripe: a succeeded PaymentIntent whose order is not paid is reported; a refund made outside TTelGo
+  (the Stripe dashboard) is recorded on the order and payment; disputes are reported;
+- an order not in a terminal state whose workflow is closed or missing is reported as stuck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.contracts import (
+    CLOSE_RECONCILIATION,
+    FIND_STUCK_ORDERS,
+    FIND_UNCLAIMED_SUPPLIER_ORDERS,
+    OPEN_RECONCILIATION,
+    RECONCILE_STRIPE,
+    RECONCILIATION_ACTOR,
+    RESOLVE_SUPPLIER_ORDER,
+    CheckOutcome,
+    ReconciliationEnd,
+    ReconciliationWindow,
+    SupplierOrderCase,
+    UnclaimedSupplierOrder,
+)
+from activities.esimgo import CLOCK_SKEW, FINISHED, claim_supplier_order
+from activities.supplier_errors import as_application_error
+from ttelgo.audit import record_action
+from ttelgo.esimgo import EsimGoClient, SupplierError
+from ttelgo.models import (
+    AuditLog,
+    Esim,
+    FindingAction,
+    FindingKind,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentPurpose,
+    PaymentStatus,
+    ReconciliationFinding,
+    ReconciliationRun,
+    ReconciliationStatus,
+    Refund,
+    RefundStatus,
+)
+from ttelgo.payments import StripeGateway
+from ttelgo.payments.gateway import ListingUnsupported, StripeRefund
+
+# An order in one of these is waiting for its workflow; once that workflow has closed, nothing moves it.
+# NEEDS_ATTENTION is left out: it already waits for an operator by design.
+NOT_TERMINAL = (
+    OrderStatus.CREATED,
+    OrderStatus.PAYMENT_PENDING,
+    OrderStatus.PAYMENT_FAILED,
+    OrderStatus.PAID,
+    OrderStatus.PROVISIONING,
+)
+UNPAID = (
+    OrderStatus.CREATED,
+    OrderStatus.PAYMENT_PENDING,
+    OrderStatus.PAYMENT_FAILED,
+    OrderStatus.EXPIRED,
+    OrderStatus.CANCELED,
+)
+WAITING_FOR_SUPPLIER = (OrderStatus.PROVISIONING, OrderStatus.NEEDS_ATTENTION)
+USED_BUNDLE_STATES = frozenset({"active", "depleted"})  # started: revoking refunds nothing
+# Refund statuses follow the money only on orders that have finished; a running workflow owns the others.
+SETTLED_ORDER_STATES = (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
+SETTLED_PAYMENT_STATES = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+STUCK_SCAN_LIMIT = 500
+
+
+class ReconciliationActivities:
+    def __init__(
+        self, esimgo: EsimGoClient, stripe: StripeGateway, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.esimgo = esimgo
+        self.stripe = stripe
+        self.sessions = sessions
+
+    # -- the run's record ----------------------------------------------------------------------------
+    @activity.defn(name=OPEN_RECONCILIATION)
+    async def open(self, window: ReconciliationWindow) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                insert(ReconciliationRun)
+                .values(
+                    id=window.run_id,
+                    workflow_id=window.workflow_id,
+                    requested_by=window.requested_by,
+                    status=ReconciliationStatus.RUNNING,
+                    window_start=window.since,
+                    window_end=window.settled_before,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+
+    @activity.defn(name=CLOSE_RECONCILIATION)
+    async def close(self, end: ReconciliationEnd) -> None:
+        async with self.sessions() as session, session.begin():
+            run = await session.get_one(ReconciliationRun, end.run_id, with_for_update=True)
+            if run.status is not ReconciliationStatus.RUNNING:
+                return
+            counts = await session.execute(
+                select(ReconciliationFinding.kind, func.count())
+                .where(ReconciliationFinding.run_id == run.id)
+                .group_by(ReconciliationFinding.kind)
+            )
+            run.summary = {kind.value: n for kind, n in counts}
+            run.notes, run.errors = end.outcome.notes, end.errors
+            run.status = ReconciliationStatus.FAILED if end.errors else ReconciliationStatus.COMPLETED
+            run.finished_at = datetime.now(UTC)
+        activity.metric_meter().create_counter(
+            "ttelgo_reconciliation_runs", "Reconciliation runs finished, by status"
+        ).add(1, {"status": run.status.value})
+
+    # -- eSIM Go orders (supplier task queue) --------------------------------------------------------
+    @activity.defn(name=FIND_UNCLAIMED_SUPPLIER_ORDERS)
+    async def find_unclaimed_supplier_orders(
+        self, window: ReconciliationWindow
+    ) -> list[UnclaimedSupplierOrder]:
+        """Supplier orders of the window, old enough to have been recorded, that no order of ours holds."""
+        try:
+            placed = await self.esimgo.recent_orders(window.since)
+        except SupplierError as exc:
+            raise as_application_error(exc) from exc
+        settled = [o for o in placed if o.created_at is not None and o.created_at < window.settled_before]
+        if not settled:
+            return []
+        async with self.sessions() as session:
+            claimed = set(
+                await session.scalars(
+                    select(Order.supplier_order_reference).where(
+                        Order.supplier_order_reference.in_([o.reference for o in settled])
+                    )
+                )
+            )
+        return [
+            UnclaimedSupplierOrder(
+                reference=o.reference, bundle_name=o.bundle_name, quantity=o.quantity, created_at=o.created_at
+            )
+            for o in settled
+            if o.reference not in claimed
+        ]
+
+    @activity.defn(name=RESOLVE_SUPPLIER_ORDER)
+    async def resolve_supplier_order(self, case: SupplierOrderCase) -> CheckOutcome:
+        """Adopt it for an order of ours that waits for it, else revoke its unused bundles."""
+        supplier = case.order
+        async with self.sessions() as session:
+            holder = await session.scalar(
+                select(Order.id).where(Order.supplier_order_reference == supplier.reference)
+            )
+        if holder is not None:
+            return CheckOutcome()  # claimed since it was listed (by its workflow, or by this very step)
+        adopted = await self._adopt(case)
+        if adopted is not None:
+            return adopted
+        try:
+            return await self._revoke(case)
+        except SupplierError as exc:
+            raise as_application_error(exc) from exc
+
+    async def _adopt(self, case: SupplierOrderCase) -> CheckOutcome | None:
+        supplier = case.order
+        created = supplier.created_at or case.window.settled_before
+        async with self.sessions() as session:
+            has_esims = select(Esim.id).where(Esim.order_id == Order.id).exists()
+            candidates = list(
+                await session.scalars(
+                    select(Order)
+                    .where(
+                        Order.bundle_code == supplier.bundle_name,
+                        Order.quantity == supplier.quantity,
+                        Order.status.in_(WAITING_FOR_SUPPLIER),
+                        Order.supplier_order_reference.is_(None),
+                        Order.deleted_at.is_(None),
+                        Order.created_at <= created + CLOCK_SKEW,
+                        ~has_esims,
+                    )
+                    .order_by(Order.created_at)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for order in candidates:
+                # The claim is the supplier activities' own (one rule for who may hold a reference); it
+                # runs in a savepoint of this transaction, so the audit row commits with it or not at all.
+                if not await claim_supplier_order(_within(session), order.id, supplier.reference):
+                    continue
+                record_action(
+                    session,
+                    actor=RECONCILIATION_ACTOR,
+                    action="reconciliation.supplier_order.adopt",
+                    target_type="order",
+                    target_id=order.id,
+                    before={"status": order.status.value, "supplier_order_reference": None},
+                    after={"supplier_order_reference": supplier.reference},
+                    reason="a supplier order placed for this order was never recorded (late commit or crash)",
+                )
+                await _finding(
+                    session,
+                    case.window,
+                    FindingKind.SUPPLIER_ORDER_ADOPTED,
+                    FindingAction.ADOPTED,
+                    supplier.reference,
+                    order_id=order.id,
+                    detail=_supplier_detail(supplier),
+                )
+                await session.commit()
+                activity.logger.warning(
+                    "adopted supplier order %s for order %s", supplier.reference, order.id
+                )
+                return _counted(FindingKind.SUPPLIER_ORDER_ADOPTED)
+            return None
+
+    async def _revoke(self, case: SupplierOrderCase) -> CheckOutcome:
+        supplier = case.order
+        placed = await self.esimgo.get_order(supplier.reference)
+        if not placed.completed:
+            return CheckOutcome(notes=[f"supplier order {supplier.reference} still processing; next run"])
+        iccids = [e.iccid for e in placed.esims] or [
+            p.iccid for p in await self.esimgo.get_assignments(supplier.reference)
+        ]
+        revoked, used, already = [], [], []
+        for iccid in iccids:
+            activity.heartbeat(iccid)
+            bundles = [b for b in await self.esimgo.get_esim_bundles(iccid) if b.name == supplier.bundle_name]
+            live = [b for b in bundles if b.state not in FINISHED]
+            if any(b.state in USED_BUNDLE_STATES for b in live):
+                used.append(iccid)
+            elif live:
+                await self.esimgo.revoke_bundle(iccid, supplier.bundle_name, refund_to_balance=True)
+                revoked.append(iccid)
+            elif any(b.state == "revoked" for b in bundles):
+                already.append(iccid)
+        outcome = CheckOutcome()
+        async with self.sessions() as session, session.begin():
+            # Bundles found revoked with no audit row: this step revoked them on an attempt that died
+            # before recording it. With an audit row, an earlier run did, and there is nothing to add.
+            unrecorded = bool(already) and not await _revoke_audited(session, supplier.reference)
+            if revoked or unrecorded:
+                record_action(
+                    session,
+                    actor=RECONCILIATION_ACTOR,
+                    action="reconciliation.supplier_order.revoke",
+                    target_type="supplier_order",
+                    target_id=supplier.reference,
+                    after={
+                        "revoked_iccids": revoked + already,
+                        "used_iccids": used,
+                        "refund_to_balance": True,
+                    },
+                    reason="no order of ours claims this supplier order (late commit after our timeout)",
+                )
+                if await _finding(
+                    session,
+                    case.window,
+                    FindingKind.SUPPLIER_ORDER_REVOKED,
+                    FindingAction.REVOKED,
+                    supplier.reference,
+                    detail=_supplier_detail(supplier) | {"iccids": revoked + already},
+                ):
+                    outcome = outcome.merge(_counted(FindingKind.SUPPLIER_ORDER_REVOKED))
+            if used and await _finding(
+                session,
+                case.window,
+                FindingKind.SUPPLIER_BUNDLE_USED,
+                FindingAction.REPORTED,
+                supplier.reference,
+                detail=_supplier_detail(supplier) | {"iccids": used},
+            ):
+                outcome = outcome.merge(_counted(FindingKind.SUPPLIER_BUNDLE_USED))
+        return outcome
+
+    # -- Stripe ---------------------------------------------------------------------------------------
+    @activity.defn(name=RECONCILE_STRIPE)
+    async def reconcile_stripe(self, window: ReconciliationWindow) -> CheckOutcome:
+        outcome = CheckOutcome()
+        for intent in await self.stripe.list_intents(window.since):
+            if intent.status != "succeeded" or intent.created >= window.settled_before:
+                continue
+            outcome = outcome.merge(await self._check_paid(window, intent.id, intent.metadata))
+        activity.heartbeat("refunds")
+        for refund in await self.stripe.list_refunds(window.since):
+            if refund.status != "succeeded" or refund.metadata.get("workflow_id"):
+                continue  # ours: its refund workflow records it
+            outcome = outcome.merge(await self._record_external_refund(window, refund))
+        activity.heartbeat("disputes")
+        try:
+            disputes = await self.stripe.list_disputes(window.since)
+        except ListingUnsupported as exc:
+            return outcome.merge(CheckOutcome(notes=[f"disputes not checked: {exc}"]))
+        for dispute in disputes:
+            intent_id = dispute.payment_intent or (
+                await self.stripe.intent_of_charge(dispute.charge) if dispute.charge else None
+            )
+            async with self.sessions() as session, session.begin():
+                payment = await _order_payment(session, intent_id)
+                if payment is None:
+                    continue
+                detail = {
+                    "payment_intent": intent_id,
+                    "status": dispute.status,
+                    "reason": dispute.reason,
+                    "amount_minor": dispute.amount_minor,
+                    "currency": dispute.currency,
+                }
+                if await _finding(
+                    session,
+                    window,
+                    FindingKind.DISPUTE,
+                    FindingAction.REPORTED,
+                    dispute.id,
+                    order_id=payment.order_id,
+                    detail=detail,
+                ):
+                    outcome = outcome.merge(_counted(FindingKind.DISPUTE))
+        return outcome
+
+    async def _check_paid(
+        self, window: ReconciliationWindow, intent_id: str, metadata: dict[str, str]
+    ) -> CheckOutcome:
+        """A succeeded intent of one of our orders that is not paid, or is paid by another intent."""
+        try:
+            order_id = uuid.UUID(metadata.get("order_id", ""))
+        except ValueError:
+            return CheckOutcome()  # a top-up, or not ours
+        async with self.sessions() as session, session.begin():
+            order = await session.get(Order, order_id)
+            if order is None:
+                return CheckOutcome()  # another system's intent on the same account
+            payment = await session.scalar(select(Payment).where(Payment.order_id == order.id))
+            recorded = payment is not None and payment.provider_payment_id == intent_id
+            if order.status not in UNPAID and recorded:
+                return CheckOutcome()
+            detail = {
+                "order_status": order.status.value,
+                "recorded_intent": payment.provider_payment_id if payment else None,
+                "problem": "order not paid" if order.status in UNPAID else "order paid by another intent",
+            }
+            if await _finding(
+                session,
+                window,
+                FindingKind.PAYMENT_NOT_RECORDED,
+                FindingAction.REPORTED,
+                intent_id,
+                order_id=order.id,
+                detail=detail,
+            ):
+                return _counted(FindingKind.PAYMENT_NOT_RECORDED)
+        return CheckOutcome()
+
+    async def _record_external_refund(
+        self, window: ReconciliationWindow, refund: StripeRefund
+    ) -> CheckOutcome:
+        """A refund nobody here asked for: the money has gone back, so our records follow it."""
+        async with self.sessions() as session:
+            if await session.scalar(select(Refund.id).where(Refund.provider_refund_id == refund.id)):
+                return CheckOutcome()
+        intent_id = refund.payment_intent or (
+            await self.stripe.intent_of_charge(refund.charge) if refund.charge else None
+        )
+        async with self.sessions() as session, session.begin():
+            payment = await _order_payment(session, intent_id, lock=True)
+            if payment is None:
+                return CheckOutcome()  # not one of our order payments
+            order = await session.scalar(select(Order).where(Order.id == payment.order_id).with_for_update())
+            assert order is not None
+            if await session.scalar(select(Refund.id).where(Refund.provider_refund_id == refund.id)):
+                return CheckOutcome()  # recorded meanwhile
+            left = order.total_minor - order.refunded_minor
+            detail: dict[str, Any] = {
+                "payment_intent": intent_id,
+                "amount_minor": refund.amount_minor,
+                "currency": refund.currency,
+            }
+            if refund.currency != order.currency or refund.amount_minor > left:
+                detail["problem"] = (
+                    f"{refund.amount_minor} {refund.currency} does not fit: {left} left to refund"
+                )
+                if await _finding(
+                    session,
+                    window,
+                    FindingKind.EXTERNAL_REFUND_UNRECORDABLE,
+                    FindingAction.REPORTED,
+                    refund.id,
+                    order_id=order.id,
+                    detail=detail,
+                ):
+                    return _counted(FindingKind.EXTERNAL_REFUND_UNRECORDABLE)
+                return CheckOutcome()
+            before = _money_snapshot(order, payment)
+            session.add(
+                Refund(
+                    order_id=order.id,
+                    status=RefundStatus.SUCCEEDED,
+                    amount_minor=refund.amount_minor,
+                    currency=order.currency,
+                    reason="refunded outside TTelGo (found in Stripe by reconciliation)",
+                    requested_by=RECONCILIATION_ACTOR,
+                    workflow_id=f"external-refund-{refund.id}",
+                    provider_refund_id=refund.id,
+                    settled_at=refund.created,
+                )
+            )
+            order.refunded_minor += refund.amount_minor
+            await session.flush()
+            settled = int(
+                await session.scalar(
+                    select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+                    )
+                )
+                or 0
+            )
+            # The same rules as a refund of ours (activities/refunds.py): statuses follow what went back.
+            if order.status in SETTLED_ORDER_STATES and settled:
+                full = settled >= order.total_minor
+                order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+            if payment.status in SETTLED_PAYMENT_STATES:
+                payment.refunded_minor = settled
+                if settled:
+                    full = settled >= payment.amount_minor
+                    payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+            record_action(
+                session,
+                actor=RECONCILIATION_ACTOR,
+                action="reconciliation.refund.record_external",
+                target_type="order",
+                target_id=order.id,
+                before=before,
+                after=_money_snapshot(order, payment) | {"stripe_refund": refund.id},
+                reason="a Stripe refund made outside TTelGo (e.g. in the dashboard)",
+            )
+            await _finding(
+                session,
+                window,
+                FindingKind.EXTERNAL_REFUND_RECORDED,
+                FindingAction.RECORDED,
+                refund.id,
+                order_id=order.id,
+                detail=detail | {"order_status": order.status.value},
+            )
+        return _counted(FindingKind.EXTERNAL_REFUND_RECORDED)
+
+    # -- orders whose workflow has gone ---------------------------------------------------------------
+    @activity.defn(name=FIND_STUCK_ORDERS)
+    async def find_stuck_orders(self, window: ReconciliationWindow) -> CheckOutcome:
+        """Orders not finished and left alone for a while, whose workflow is closed or missing. Not
+        limited to the window: an old stuck order matters most."""
+        client = activity.client()
+        async with self.sessions() as session:
+            orders = list(
+                await session.execute(
+                    select(Order.id, Order.workflow_id, Order.status)
+                    .where(
+                        Order.status.in_(NOT_TERMINAL),
+                        Order.deleted_at.is_(None),
+                        Order.updated_at < window.settled_before,
+                    )
+                    .order_by(Order.created_at)
+                    .limit(STUCK_SCAN_LIMIT)
+                )
+            )
+        outcome = CheckOutcome()
+        for order_id, workflow_id, status in orders:
+            activity.heartbeat(str(order_id))
+            try:
+                described = await client.get_workflow_handle(workflow_id).describe()
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                workflow_state = "MISSING"
+            else:
+                if described.status is WorkflowExecutionStatus.RUNNING:
+                    continue
+                workflow_state = described.status.name if described.status else "UNKNOWN"
+            async with self.sessions() as session, session.begin():
+                if await _finding(
+                    session,
+                    window,
+                    FindingKind.ORDER_STUCK,
+                    FindingAction.REPORTED,
+                    str(order_id),
+                    order_id=order_id,
+                    detail={"status": status.value, "workflow_id": workflow_id, "workflow": workflow_state},
+                ):
+                    outcome = outcome.merge(_counted(FindingKind.ORDER_STUCK))
+        return outcome
+
+
+def _within(session: AsyncSession) -> async_sessionmaker[AsyncSession]:
+    """Sessions that join `session`'s transaction through a savepoint (for a helper that opens its own)."""
+
+    @contextlib.asynccontextmanager
+    async def joined() -> AsyncIterator[AsyncSession]:
+        connection = await session.connection()
+        async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as inner:
+            yield inner
+
+    return joined  # type: ignore[return-value]
+
+
+async def _finding(
+    session: AsyncSession,
+    window: ReconciliationWindow,
+    kind: FindingKind,
+    action: FindingAction,
+    subject: str,
+    *,
+    order_id: uuid.UUID | None = None,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Adds the finding to the caller's transaction; False when this run already has it (a retry)."""
+    inserted = await session.scalar(
+        insert(ReconciliationFinding)
+        .values(
+            run_id=window.run_id,
+            kind=kind,
+            action=action,
+            subject=subject[:255],
+            order_id=order_id,
+            detail=detail or {},
+        )
+        .on_conflict_do_nothing(index_elements=["run_id", "kind", "subject"])
+        .returning(ReconciliationFinding.id)
+    )
+    return inserted is not None
+
+
+def _counted(kind: FindingKind) -> CheckOutcome:
+    """A new finding, counted on the worker's metrics endpoint."""
+    activity.metric_meter().create_counter(
+        "ttelgo_reconciliation_findings", "Discrepancies found by reconciliation, by kind"
+    ).add(1, {"kind": kind.value})
+    return CheckOutcome(findings=dict(Counter([kind.value])))
+
+
+async def _revoke_audited(session: AsyncSession, reference: str) -> bool:
+    return bool(
+        await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(
+                AuditLog.target_type == "supplier_order",
+                AuditLog.target_id == reference,
+                AuditLog.action == "reconciliation.supplier_order.revoke",
+            )
+        )
+    )
+
+
+async def _order_payment(
+    session: AsyncSession, intent_id: str | None, *, lock: bool = False
+) -> Payment | None:
+    if intent_id is None:
+        return None
+    query = select(Payment).where(
+        Payment.provider_payment_id == intent_id, Payment.purpose == PaymentPurpose.ORDER
+    )
+    return await session.scalar(query.with_for_update() if lock else query)
+
+
+def _supplier_detail(supplier: UnclaimedSupplierOrder) -> dict[str, Any]:
+    return {
+        "bundle": supplier.bundle_name,
+        "quantity": supplier.quantity,
+        "supplier_created_at": supplier.created_at.isoformat() if supplier.created_at else None,
+    }
+
+
+def _money_snapshot(order: Order, payment: Payment) -> dict[str, Any]:
+    return {
+        "order_status": order.status.value,
+        "order_refunded_minor": order.refunded_minor,
+        "payment_status": payment.status.value,
+        "payment_refunded_minor": payment.refunded_minor,
+    }
