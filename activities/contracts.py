@@ -43,6 +43,8 @@ POST_HOLD = "ledger.post_hold"
 VOID_HOLD = "ledger.void_hold"
 PLACE_SUPPLIER_ORDER = "esimgo.place_order"
 FETCH_INSTALL_DETAILS = "esimgo.fetch_install_details"
+RELEASE_SUPPLIER_ORDER = "esimgo.release_order"  # a failed order's bought bundles back to our balance
+SUPPLIER_STEPS = frozenset({PLACE_SUPPLIER_ORDER, FETCH_INSTALL_DETAILS})  # retried for the order's budget
 # Failures that stop an order for an operator instead of failing it: the supplier's data cannot be trusted.
 REFERENCE_LOST = "SupplierReferenceLost"  # eSIM Go no longer knows an order reference it gave us
 ICCID_CONFLICT = "IccidConflict"  # an ICCID we were given already belongs to another of our orders
@@ -106,7 +108,9 @@ class SupplierOrderRef(BaseModel):
 class StoreEsims(BaseModel):
     order_id: uuid.UUID
     bundle_code: str
-    quantity: int = 0  # how many the order bought: storing fewer is an incomplete delivery
+    # How many the order bought: storing fewer is an incomplete delivery. 0 (no check) only in histories
+    # recorded before the check existed.
+    quantity: int = 0
     esims: list[EsimInstall]
 
 

@@ -28,6 +28,7 @@ from activities.contracts import (
     FETCH_INSTALL_DETAILS,
     PLACE_SUPPLIER_ORDER,
     REFERENCE_LOST,
+    RELEASE_SUPPLIER_ORDER,
     REVOKE_BUNDLES,
     EsimInstall,
     OrderInput,
@@ -73,12 +74,8 @@ class SupplierActivities:
     async def fetch_install_details(self, ref: SupplierOrderRef) -> list[EsimInstall]:
         try:
             if not ref.completed and not (await self._own_order(ref.reference)).completed:
-                # Large orders complete asynchronously at the supplier: come back shortly.
-                raise ApplicationError(
-                    "supplier order still processing",
-                    type="SupplierProcessing",
-                    next_retry_delay=timedelta(seconds=1),
-                )
+                # Large orders complete asynchronously at the supplier: come back after the usual backoff.
+                raise ApplicationError("supplier order still processing", type="SupplierProcessing")
             profiles = await self.esimgo.get_assignments(ref.reference)
         except SupplierError as exc:
             raise as_application_error(exc) from exc
@@ -109,6 +106,39 @@ class SupplierActivities:
             raise as_application_error(exc) from exc
         return revoked
 
+    @activity.defn(name=RELEASE_SUPPLIER_ORDER)
+    async def release_order(self, order_id: uuid.UUID) -> int:
+        """Revokes the live bundles a failed order bought. ICCIDs another of our orders holds are left to
+        an operator: there the supplier's own data is in question."""
+        async with self.sessions() as session:
+            order = await session.get_one(Order, order_id)
+            reference, bundle_name = order.supplier_order_reference, order.bundle_code
+        if not reference:
+            return 0
+        try:
+            try:
+                bought = await self.esimgo.get_order(reference)
+            except SupplierPermanentError as exc:
+                if exc.reason is PermanentReason.NOT_FOUND:
+                    activity.logger.error("supplier order %s of order %s not found", reference, order_id)
+                    return 0
+                raise
+            esims = bought.esims or await self.esimgo.get_assignments(reference)
+        except SupplierError as exc:
+            raise as_application_error(exc) from exc
+        iccids = [e.iccid for e in esims]
+        async with self.sessions() as session:
+            others = set(
+                await session.scalars(
+                    select(Esim.iccid).where(Esim.iccid.in_(iccids), Esim.order_id != order_id)
+                )
+            )
+        if others:
+            activity.logger.error("order %s: not revoking %s, held by other orders", order_id, sorted(others))
+        return await self.revoke_bundles(
+            [RevokeBundle(iccid=i, bundle_name=bundle_name) for i in iccids if i not in others]
+        )
+
     async def _place_once(self, order: OrderInput) -> SupplierOrderRef:
         now = datetime.now(UTC)
         async with self.sessions() as session, session.begin():
@@ -131,7 +161,9 @@ class SupplierActivities:
             adopted = await self._adopt_orphan(order, sent_at)
             if adopted:
                 return adopted
-        await self._mark_call(order.order_id, sent_at=now)
+        await self._mark_call(
+            order.order_id, sent_at=datetime.now(UTC)
+        )  # after any scan: the wait counts from here
         try:
             placed = await self.esimgo.create_order(order.bundle_code, order.quantity)
         except SupplierError as exc:

@@ -104,9 +104,9 @@ class OrderActivities:
             stored = await session.scalar(
                 select(func.count()).select_from(Esim).where(Esim.order_id == batch.order_id)
             )
-        if batch.quantity and stored != batch.quantity:
-            raise ApplicationError(
-                f"the supplier delivered {stored} eSIM(s) for an order of {batch.quantity}",
-                type=INCOMPLETE_DELIVERY,
-                non_retryable=True,
-            )
+            if batch.quantity and stored != batch.quantity:  # raised inside: nothing is stored
+                raise ApplicationError(
+                    f"the supplier delivered {stored} eSIM(s) for an order of {batch.quantity}",
+                    type=INCOMPLETE_DELIVERY,
+                    non_retryable=True,
+                )

@@ -88,6 +88,8 @@ class RefundActivities:
             raise _refused("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be refunded")
         left = order.total_minor - order.refunded_minor  # pending refunds count as refunded
         amount = left if request.amount_minor is None else request.amount_minor
+        if order.status is OrderStatus.FAILED and amount != left:  # nothing was delivered: all goes back
+            raise _refused("ORDER_INVALID_STATE", f"a FAILED order is refunded in full ({left} left)")
         if amount <= 0 or amount > left:
             raise _refused(
                 "REFUND_EXCEEDS_CAPTURED",
@@ -138,9 +140,12 @@ class RefundActivities:
             # Statuses follow the money that has actually gone back, not what is still pending.
             settled = await _settled_minor(session, order)
             if settled == 0:
-                # Nothing went back: a delivered order is whole again, a failed one stays failed.
-                if order.status is not OrderStatus.FAILED:
-                    order.status = OrderStatus.COMPLETED
+                # Nothing went back (or it came back): a delivered order is whole again, one that failed
+                # and delivered nothing is FAILED again, still with REFUND_FAILED for an admin.
+                delivered = await session.scalar(
+                    select(func.count()).select_from(Esim).where(Esim.order_id == order.id)
+                )
+                order.status = OrderStatus.COMPLETED if delivered else OrderStatus.FAILED
             else:
                 full = settled == order.total_minor
                 order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED

@@ -89,6 +89,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
         supplier=[
             supplier.place_order,
             supplier.fetch_install_details,
+            supplier.release_order,
             supplier.revoke_bundles,
             reconciliation.find_unclaimed_supplier_orders,
             reconciliation.resolve_supplier_order,

@@ -60,7 +60,10 @@ def problem(
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem(request, exc.spec, exc.detail, extra=exc.extra, headers=exc.headers)
+    headers = exc.headers
+    if exc.spec.status == 503 and "Retry-After" not in headers:  # every 503 says when to come back
+        headers = {**headers, "Retry-After": str(RETRY_AFTER_S)}
+    return problem(request, exc.spec, exc.detail, extra=exc.extra, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

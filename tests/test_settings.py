@@ -43,3 +43,11 @@ def test_service_env_round_trips_through_the_environment(monkeypatch: pytest.Mon
     assert child.temporal_task_queue == "q1"
     assert child.database_url == original.database_url
     assert child.data_dir == original.data_dir
+
+
+def test_supplier_timings_that_would_lose_money_are_refused() -> None:
+    with pytest.raises(ValueError, match="ESIMGO_TIMEOUT_SECONDS must be below 60"):
+        make_settings(esimgo_timeout_seconds=60)
+    with pytest.raises(ValueError, match="ESIMGO_COMMIT_DELAY_SECONDS must be under half"):
+        make_settings(esimgo_commit_delay_seconds=900, supplier_retry_budget_minutes=30)
+    assert make_settings(esimgo_commit_delay_seconds=899).esimgo_commit_delay_seconds == 899

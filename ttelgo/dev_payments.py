@@ -23,11 +23,6 @@ class IntentGone(NothingToPay):
     """localstripe keeps intents in memory: after it restarts, the intents of earlier orders are gone."""
 
 
-def _is_missing(refused: PaymentDeclined) -> bool:
-    cause = refused.__cause__
-    return refused.code == "resource_missing" or getattr(cause, "http_status", None) == 404
-
-
 async def pay_order(settings: Settings, order_id: uuid.UUID, payment_method: str) -> IntentRef:
     """The intent after the attempt; a declined card is an answer here, not an error."""
     engine = create_engine(str(settings.database_url), pool_size=1)
@@ -44,7 +39,7 @@ async def pay_order(settings: Settings, order_id: uuid.UUID, payment_method: str
         try:
             intent = await stripe.retrieve_intent(payment.provider_payment_id)
         except PaymentDeclined as refused:
-            if not _is_missing(refused):
+            if not refused.missing:
                 raise
             raise IntentGone(
                 f"localstripe no longer has PaymentIntent {payment.provider_payment_id} of order {order_id} "

@@ -2,7 +2,8 @@
 
 - COMPLETED (or partly refunded) means delivered: exactly `quantity` eSIMs of its own; no order holds
   some but not all of its eSIMs.
-- A card order that was paid has a payment Stripe confirmed.
+- A card order that was paid has a payment Stripe confirmed, and one that failed after payment gave the
+  money back, unless Stripe refused (REFUND_FAILED, which an admin then refunds).
 - Refunds add up: an order's refunded amount is what its refunds reserved or returned (or, for an
   automatic refund after a failed provisioning, what its payment says went back), and REFUNDED means all
   of it.
@@ -35,6 +36,13 @@ _RULES: dict[str, str] = {
               SELECT 1 FROM payments p
               WHERE p.order_id = o.id AND p.status IN ('SUCCEEDED', 'PARTIALLY_REFUNDED', 'REFUNDED')
           )
+        ORDER BY o.id
+    """,
+    "failed card orders gave the money back": """
+        SELECT o.id, o.status, o.failure_code, p.status
+        FROM orders o JOIN payments p ON p.order_id = o.id
+        WHERE o.channel = 'B2C' AND o.status = 'FAILED' AND o.failure_code IS DISTINCT FROM 'REFUND_FAILED'
+          AND p.status IN ('SUCCEEDED', 'PARTIALLY_REFUNDED')
         ORDER BY o.id
     """,
     "refunds add up": """

@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SEARCH_ATTRIBUTES: dict[str, str] = {
@@ -25,6 +25,9 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 
 LOCALSTRIPE_SECRET_KEY = "sk_test_ttelgo_localstripe"
 ESIMGO_SIMULATOR_API_KEY = "sim-test-key"
+SUPPLIER_STEP_LIMIT_S = (
+    60  # the order workflow's start-to-close limit on one supplier call (workflows/order.py)
+)
 
 
 class Environment(StrEnum):
@@ -103,6 +106,19 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _supplier_timings_fit(self) -> Settings:
+        """The supplier timings only protect money in this order: a call ends before its step's own limit,
+        and a call in doubt is looked for well within the order's retry budget."""
+        problems = []
+        if self.esimgo_timeout_seconds >= SUPPLIER_STEP_LIMIT_S:
+            problems.append(f"ESIMGO_TIMEOUT_SECONDS must be below {SUPPLIER_STEP_LIMIT_S}")
+        if self.esimgo_commit_delay_seconds >= self.supplier_retry_budget_minutes * 60 / 2:
+            problems.append("ESIMGO_COMMIT_DELAY_SECONDS must be under half of SUPPLIER_RETRY_BUDGET_MINUTES")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def supplier_retry_budget_s(self) -> int:

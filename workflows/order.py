@@ -11,7 +11,7 @@ CANCELED; a permanent supplier failure after payment is refunded through Stripe 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -31,8 +31,10 @@ with workflow.unsafe.imports_passed_through():
         QUEUE_ESIMS_READY,
         REFUND_FAILED,
         REFUND_PAYMENT,
+        RELEASE_SUPPLIER_ORDER,
         SET_ORDER_STATUS,
         STORE_ESIMS,
+        SUPPLIER_STEPS,
         VOID_HOLD,
         EsimInstall,
         OrderInput,
@@ -53,6 +55,8 @@ BUNDLE_NAME = SearchAttributeKey.for_keyword("BundleName")
 
 # Database and ledger steps are short and idempotent: local activities, without a task-queue round trip.
 LOCAL_STEP = {"start_to_close_timeout": timedelta(seconds=30)}
+MIN_STEP_BUDGET = timedelta(minutes=1)
+RELEASE_BUNDLES_PATCH = "release-bought-bundles"  # histories recorded before it did not return bundles
 # Transient supplier faults are retried until the order's time budget is spent, not for a number of
 # attempts; a supplier's Retry-After only ever lengthens these waits (activities/supplier_errors.py).
 SUPPLIER_RETRIES = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
@@ -139,24 +143,31 @@ class OrderWorkflow:
                 await self._fulfil()
         except (ActivityError, ApplicationError) as failure:
             await self._record_unexpected_end(failure)
-            raise
         # The `accepted` update may still be answering; let it finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
 
     async def _record_unexpected_end(self, failure: ActivityError | ApplicationError) -> None:
-        """The run is failing: its order row must not be left in a state that promises progress. Nothing
-        was taken from an unpaid order; a paid one is left for an operator (reconciliation reports it)."""
+        """A step failed outside the story above: the run ends, and its order row must not be left in a
+        state that promises progress. Nothing was taken from an unpaid order; a paid one is left for an
+        operator (reconciliation reports it, since its workflow has ended)."""
         code, reason = failure_reason(failure)
-        stopped = OrderStatus.FAILED if self._progress.status in UNPAID else OrderStatus.NEEDS_ATTENTION
-        await self._move_to(stopped, "done", code, reason)
+        workflow.logger.error("order ended unexpectedly: %s: %s", code, reason)
+        if self._progress.accepted is None:  # the `accepted` update must hear of it too
+            await self._refuse(failure)
+            return
+        if self._progress.status in UNPAID:
+            await self._move_to(OrderStatus.FAILED, "done", code, reason)
+            return
+        _count_attention(code)
+        await self._move_to(OrderStatus.NEEDS_ATTENTION, "ended; an operator must settle it", code, reason)
 
     async def _fulfil(self) -> None:
         order = self._order
         await self._move_to(OrderStatus.PROVISIONING, "ordering at eSIM Go")
         while True:
             try:
-                esims = await self._provision()
+                esims = await self._provision(deadline=workflow.now() + self._retry_budget)
                 break
             except (ActivityError, ApplicationError) as failure:
                 code, reason = failure_reason(failure)
@@ -170,6 +181,7 @@ class OrderWorkflow:
                         f"{reason}; given up by {decision.actor}: {decision.reason}",
                     )
                 await self._give_money_back(code, reason)
+                await self._release_bought_bundles()
                 return
         if order.channel is Channel.B2B:
             self._progress.step = "charging the wallet"
@@ -182,9 +194,7 @@ class OrderWorkflow:
     async def _ask_operator(self, code: str, reason: str) -> OperatorDecision:
         """Stops with the money still held until an operator decides (the `resolve` update)."""
         workflow.logger.error("order needs an operator: %s: %s", code, reason)
-        workflow.metric_meter().create_counter(
-            "ttelgo_orders_needing_attention", "orders stopped for an operator"
-        ).add(1, {"reason": code})
+        _count_attention(code)
         await self._move_to(OrderStatus.NEEDS_ATTENTION, "waiting for an operator", code, reason)
         await workflow.wait_condition(lambda: self._decision is not None)
         decision, self._decision = self._decision, None
@@ -192,10 +202,10 @@ class OrderWorkflow:
         return decision
 
     @workflow.update
-    async def resolve(self, decision: OperatorDecision) -> OrderProgress:
-        """An operator's answer to an order stopped in NEEDS_ATTENTION; answers once it has moved on."""
+    def resolve(self, decision: OperatorDecision) -> OrderProgress:
+        """An operator's answer to an order stopped in NEEDS_ATTENTION; answers as soon as it is taken
+        (giving up may wait on Stripe; the order's own status says when it is done)."""
         self._decision = decision
-        await workflow.wait_condition(lambda: self._progress.status is not OrderStatus.NEEDS_ATTENTION)
         return self._progress
 
     @resolve.validator
@@ -225,6 +235,25 @@ class OrderWorkflow:
             await self._move_to(OrderStatus.FAILED, "done", REFUND_FAILED, why)
             return
         await self._move_to(OrderStatus.REFUNDED, "done", code, reason)
+
+    async def _release_bought_bundles(self) -> None:
+        """Bundles bought for an order that then failed go back to our supplier balance where unused.
+        After the money: a supplier problem here never holds a buyer's money back."""
+        if not workflow.patched(RELEASE_BUNDLES_PATCH):
+            return
+        self._progress.step = "returning bought bundles to eSIM Go"
+        try:
+            await workflow.execute_activity(
+                RELEASE_SUPPLIER_ORDER,
+                self._order.order_id,
+                task_queue=self._order.supplier_task_queue,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=self._retry_budget,
+                retry_policy=SUPPLIER_RETRIES,
+            )
+        except ActivityError as failure:  # reconciliation does not see a claimed order: log for operators
+            workflow.logger.error("bought bundles not returned: %s", failure_reason(failure)[1])
+        self._progress.step = "done"
 
     @workflow.update
     async def accepted(self) -> Acceptance:
@@ -294,14 +323,15 @@ class OrderWorkflow:
         )
         await self._move_to(OrderStatus.FAILED, "done", code, reason)
 
-    async def _provision(self) -> list[EsimInstall]:
+    async def _provision(self, deadline: datetime) -> list[EsimInstall]:
+        """Buys (or finds) the order's eSIMs and stores them; supplier faults are retried until `deadline`."""
         ref: SupplierOrderRef = await workflow.execute_activity(
             PLACE_SUPPLIER_ORDER,
             self._order,
             result_type=SupplierOrderRef,
             task_queue=self._order.supplier_task_queue,
             start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=self._retry_budget,
+            schedule_to_close_timeout=max(deadline - workflow.now(), MIN_STEP_BUDGET),
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=SUPPLIER_RETRIES,
         )
@@ -314,7 +344,7 @@ class OrderWorkflow:
                 result_type=list[EsimInstall],
                 task_queue=self._order.supplier_task_queue,
                 start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=self._retry_budget,
+                schedule_to_close_timeout=max(deadline - workflow.now(), MIN_STEP_BUDGET),
                 retry_policy=SUPPLIER_RETRIES,
             )
         self._progress.step = "storing the eSIMs"
@@ -348,13 +378,21 @@ class OrderWorkflow:
 
 def failure_reason(failure: ActivityError | ApplicationError) -> tuple[str, str]:
     cause = failure.cause if isinstance(failure, ActivityError) else failure
-    # Only supplier steps have a time budget: a retryable failure or a timeout here means it was spent.
-    if isinstance(cause, StepTimedOut):
-        last = cause.cause
+    # A step that failed although its last error was retryable (or that timed out) spent its time budget.
+    if isinstance(failure, ActivityError) and (
+        isinstance(cause, StepTimedOut) or (isinstance(cause, ApplicationError) and not cause.non_retryable)
+    ):
+        last = cause.cause if isinstance(cause, StepTimedOut) else cause
         detail = f": {last.message}" if isinstance(last, ApplicationError) else ""
-        return "SUPPLIER_UNAVAILABLE", f"gave up after retrying for the whole budget{detail}"
+        code = "SUPPLIER_UNAVAILABLE" if failure.activity_type in SUPPLIER_STEPS else "RETRIES_EXHAUSTED"
+        return code, f"gave up after retrying for the whole budget{detail}"
     if isinstance(cause, ApplicationError):
-        if isinstance(failure, ActivityError) and not cause.non_retryable:
-            return "SUPPLIER_UNAVAILABLE", f"gave up after retrying for the whole budget: {cause.message}"
         return cause.type or "FAILED", cause.message
     return "FAILED", str(cause or failure)
+
+
+def _count_attention(code: str) -> None:
+    """Orders stopped for an operator, by reason: the alert."""
+    workflow.metric_meter().create_counter(
+        "ttelgo_orders_needing_attention", "orders stopped for an operator"
+    ).add(1, {"reason": code})

@@ -4,7 +4,7 @@ one, and read the audit trail that every one of these actions writes."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import OrderInput
 from api.deps import Admin, AdminCaller, Session, request_id
@@ -45,6 +45,7 @@ from workflows.order import (
 )
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin: orders"])
+RESOLVE_DEADLINE = timedelta(seconds=10)
 
 
 def _snapshot(order: Order) -> dict[str, Any]:
@@ -229,6 +230,12 @@ async def retry_order(
                 "ORDER_INVALID_STATE",
                 f"only a FAILED wallet order can be retried; this is {order.status.value}",
             )
+        if order.supplier_order_reference:  # its failed attempt returned what it bought
+            raise AppError(
+                "ORDER_INVALID_STATE",
+                f"this order bought supplier order {order.supplier_order_reference}, returned when it "
+                "failed; place a new order instead",
+            )
         before = _snapshot(order)
         attempt = attempt_of(order.workflow_id) + 1
         retry = OrderInput(
@@ -258,10 +265,10 @@ async def retry_order(
             pass  # started by a request whose commit was lost; this one records it
         except (RPCError, RuntimeError) as exc:
             raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
-        # No supplier order was placed by the failed attempt's end: the new one starts afresh.
+        # The failed attempt holds no supplier order. A call of it still in doubt stays marked, so the new
+        # attempt looks for what it may have bought before buying.
         order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
-        order.provisioning_started_at = order.supplier_call_sent_at = None
-        order.failure_code = order.failure_reason = None
+        order.provisioning_started_at = order.failure_code = order.failure_reason = None
         _audit(session, request, admin, "order.retry", order.id, before, _snapshot(order), body.reason)
     return AdminOrderOut.model_validate(order)
 
@@ -288,6 +295,7 @@ async def cancel_order(
 @router.post(
     "/orders/{order_id}/resolve",
     response_model=AdminOrderOut,
+    status_code=202,
     summary="Decide for an order stopped in NEEDS_ATTENTION: provision it again, or give it up",
     responses={409: {"description": "ORDER_INVALID_STATE: the order is not waiting for an operator"}},
 )
@@ -302,11 +310,16 @@ async def resolve_order(
     decision = OperatorDecision(action=body.action, actor=admin.actor, reason=body.reason)
     handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
     try:
-        await handle.execute_update(OrderWorkflow.resolve, decision)
+        await handle.execute_update(OrderWorkflow.resolve, decision, rpc_timeout=RESOLVE_DEADLINE)
     except WorkflowUpdateFailedError as exc:  # the validator refused: another operator was first
         raise AppError("ORDER_INVALID_STATE", "the order is no longer waiting for an operator") from exc
-    except (RPCError, RuntimeError) as exc:
-        raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # its workflow has ended: reconciliation reports it
+            raise AppError(
+                "ORDER_INVALID_STATE",
+                f"the order's workflow {order.workflow_id} has ended; it can no longer be resolved here",
+            ) from exc
+        raise
     async with session.begin():
         await session.refresh(order)
         action = f"order.resolve.{body.action.value}"

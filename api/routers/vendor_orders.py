@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from activities.contracts import OrderInput
 from api.deps import AnyVendor, Session, VendorCaller, request_id, vendor_role
@@ -53,7 +53,7 @@ async def _wait_for_end(workflow: WorkflowHandle, seconds: int) -> None:
     meanwhile is no failure of this request: the stored record answers (202 + Location)."""
     try:
         await asyncio.wait_for(workflow.result(), seconds)
-    except TimeoutError:
+    except (TimeoutError, WorkflowFailureError):  # a failed run has recorded its end: the row answers
         pass
     except Exception as exc:
         if outage_of(exc) is None:

@@ -18,6 +18,7 @@ from tests.b2b.conftest import B2B
 from ttelgo.models import Transfer, TransferKind
 from ttelgo.sandbox.processes import ManagedProcess, free_port
 from workflows.catalogue_sync import SCHEDULE_ID
+from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +68,8 @@ async def test_sigkill_mid_provisioning_then_restart(b2b: B2B, tmp_path: Path) -
         for worker in (first, second):
             if worker:
                 worker.stop()
-        await b2b.temporal.get_schedule_handle(SCHEDULE_ID).delete()
+        for schedule in (SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID):  # the worker process made both
+            await b2b.temporal.get_schedule_handle(schedule).delete()
 
     assert b2b.sim.stats()["orders"]["transactions"] == 1, "the supplier was charged twice"
     async with b2b.sessions() as session:

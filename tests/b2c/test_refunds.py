@@ -10,14 +10,23 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from temporalio import activity
 
 from activities.contracts import CREATE_CARD_REFUND, READ_CARD_REFUND, CardRefund, RefundInput
 from activities.registry import build_activities
 from tests.b2b.conftest import B2B, VendorHandle
 from tests.b2c.conftest import B2C
-from ttelgo.models import Esim, EsimStatus, LedgerEntryType, Payment, PaymentStatus, VendorLedgerEntry
+from ttelgo.models import (
+    Esim,
+    EsimStatus,
+    LedgerEntryType,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    VendorLedgerEntry,
+)
 from ttelgo.payments import RefundRef
 from worker import build_workers
 from workflows.refund import RefundProgress, RefundState, RefundWorkflow, refund_workflow_id
@@ -423,3 +432,44 @@ async def test_a_pending_card_refund_is_read_back_until_it_is_final(b2c: B2C) ->
     refund = await _settled(b2c, str(refund_id), "SUCCEEDED")
     assert refund["provider_refund_id"] == "re_slow_bank"
     assert (await _admin_order(b2c, order["id"]))["status"] == "REFUNDED"
+
+
+async def _as_if_the_automatic_refund_failed(b2c: B2C, order_id: str, code: str) -> None:
+    """The state the order workflow leaves when provisioning failed after payment and Stripe then refused
+    the compensation refund (localstripe never refuses one, so the state is written here)."""
+    async with b2c.sessions() as session, session.begin():
+        await session.execute(delete(Esim).where(Esim.order_id == uuid.UUID(order_id)))
+        await session.execute(
+            update(Order)
+            .where(Order.id == uuid.UUID(order_id))
+            .values(status=OrderStatus.FAILED, failure_code=code, failure_reason="Stripe said no")
+        )
+
+
+async def test_a_card_order_whose_automatic_refund_failed_is_refunded_by_an_admin(b2c: B2C) -> None:
+    customer = await b2c.customer()
+    order = await b2c.paid_order(customer)
+    await _as_if_the_automatic_refund_failed(b2c, order["id"], "REFUND_FAILED")
+
+    response = await _refund(b2c, order["id"])
+
+    assert response.status_code == 201, response.text
+    assert response.json()["amount_minor"] == order["total_minor"]
+    settled = await _settled(b2c, response.json()["id"], "SUCCEEDED", "FAILED")
+    assert settled["status"] == "SUCCEEDED"
+    detail = await _admin_order(b2c, order["id"])
+    assert detail["status"] == "REFUNDED" and detail["refunded_minor"] == order["total_minor"]
+    assert [p["status"] for p in detail["payments"]] == ["REFUNDED"]
+
+
+async def test_a_failed_wallet_order_is_not_refundable_its_hold_was_released(b2c: B2C) -> None:
+    b2b = await b2c.wallet_world()
+    vendor = await b2b.new_vendor(balance=10_000)
+    b2c.sim.faults(**{"POST /orders": {"no_bundles_left": True}})
+    failed = await b2b.order(vendor)
+    assert failed.json()["status"] == "FAILED", failed.text
+
+    response = await _refund(b2c, failed.json()["id"])
+
+    assert response.status_code == 409 and response.json()["code"] == "ORDER_INVALID_STATE"
+    assert (await b2b.wallet(vendor))["balance_minor"] == 10_000

@@ -212,7 +212,8 @@ def kill_and_see_it_back(proc: subprocess.Popen[str], service: str, ready: str) 
 
 
 def test_dev_stack_brings_back_each_killed_part(tmp_path: Path) -> None:
-    env = stack_env(tmp_path / "data")
+    # A short payment window, so the order whose intent localstripe loses expires within the test.
+    env = {**stack_env(tmp_path / "data"), "PAYMENT_WINDOW_MINUTES": "1"}
     api = f"http://127.0.0.1:{env['API_PORT']}"
     stripe = f"http://127.0.0.1:{env['LOCALSTRIPE_PORT']}"
     sim = f"http://127.0.0.1:{env['ESIMGO_SIM_PORT']}"
@@ -222,7 +223,7 @@ def test_dev_stack_brings_back_each_killed_part(tmp_path: Path) -> None:
         wait_for(f"{api}/readyz", proc)
         before = card_order_walkthrough(api, env, proc, "before@example.com")
         assert len(before["esims"]) == 1, before
-        unpaid, _ = place_card_order(api, proc, "unpaid@example.com")
+        unpaid, unpaid_headers = place_card_order(api, proc, "unpaid@example.com")
 
         # localstripe keeps intents in memory and the simulator its orders: both come back empty.
         kill_and_see_it_back(proc, "localstripe", f"{stripe}/js.stripe.com/v3/")
@@ -244,6 +245,17 @@ def test_dev_stack_brings_back_each_killed_part(tmp_path: Path) -> None:
         after = card_order_walkthrough(api, env, proc, "after@example.com")
         assert len(after["esims"]) == 1, after
         assert after["esims"][0]["iccid"] != before["esims"][0]["iccid"]
+
+        # Its window closes: canceling an intent Stripe no longer has is no failure, the order EXPIRED.
+        deadline = time.monotonic() + 120
+        order_url = f"{api}/api/v1/orders/{unpaid['id']}"
+        while (current := httpx.get(order_url, headers=unpaid_headers, timeout=30).json())["status"] in (
+            "PAYMENT_PENDING",
+            "PAYMENT_FAILED",
+        ):
+            assert time.monotonic() < deadline, "the unpaid order never expired"
+            time.sleep(1)
+        assert current["status"] == "EXPIRED", current
         output = stop_and_assert_nothing_left(proc)
     for service in ("localstripe", "esimgo-sim", "postgres", "temporal"):
         assert f"restarting {service}" in output, output
