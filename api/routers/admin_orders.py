@@ -4,6 +4,7 @@ one, and read the audit trail that every one of these actions writes."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -283,12 +284,9 @@ async def cancel_order(
     request: Request, order_id: uuid.UUID, body: AdminAction, admin: Admin, session: Session
 ) -> AdminOrderOut:
     order = await _order(session, order_id)
-    before = _snapshot(order)
-    await session.commit()
-    await cancel_unpaid(request, order)
-    async with session.begin():
-        await session.refresh(order)
-        _audit(session, request, admin, "order.cancel", order.id, before, _snapshot(order), body.reason)
+    await _act_through_workflow(
+        session, request, admin, order, "order.cancel", body.reason, lambda: cancel_unpaid(request, order)
+    )
     return AdminOrderOut.model_validate(order)
 
 
@@ -305,9 +303,15 @@ async def resolve_order(
     order = await _order(session, order_id)
     if order.status is not OrderStatus.NEEDS_ATTENTION:
         raise AppError("ORDER_INVALID_STATE", f"a {order.status.value} order is not waiting for an operator")
-    before = _snapshot(order)
-    await session.commit()
     decision = OperatorDecision(action=body.action, actor=admin.actor, reason=body.reason)
+    action = f"order.resolve.{body.action.value}"
+    await _act_through_workflow(
+        session, request, admin, order, action, body.reason, lambda: _resolve(request, order, decision)
+    )
+    return AdminOrderOut.model_validate(order)
+
+
+async def _resolve(request: Request, order: Order, decision: OperatorDecision) -> None:
     handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
     try:
         await handle.execute_update(OrderWorkflow.resolve, decision, rpc_timeout=RESOLVE_DEADLINE)
@@ -320,11 +324,25 @@ async def resolve_order(
                 f"the order's workflow {order.workflow_id} has ended; it can no longer be resolved here",
             ) from exc
         raise
+
+
+async def _act_through_workflow(
+    session: AsyncSession,
+    request: Request,
+    admin: AdminCaller,
+    order: Order,
+    action: str,
+    reason: str,
+    act: Callable[[], Awaitable[None]],
+) -> None:
+    """An admin action carried out by the order's workflow, audited with the order as it then stands
+    (the workflow, not this request, writes the order; nothing is held locked while it works)."""
+    before = _snapshot(order)
+    await session.commit()
+    await act()
     async with session.begin():
         await session.refresh(order)
-        action = f"order.resolve.{body.action.value}"
-        _audit(session, request, admin, action, order.id, before, _snapshot(order), body.reason)
-    return AdminOrderOut.model_validate(order)
+        _audit(session, request, admin, action, order.id, before, _snapshot(order), reason)
 
 
 @router.get("/audit-logs", response_model=Page[AuditLogOut], summary="The audit trail, newest first")

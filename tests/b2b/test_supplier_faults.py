@@ -47,24 +47,31 @@ async def skipping(b2b: B2B, time_skipping_env: WorkflowEnvironment) -> AsyncIte
         yield b2b, queue
 
 
-async def _run_order(
-    env: WorkflowEnvironment, vendor: VendorHandle, queue: str, budget_s: int
-) -> tuple[OrderProgress, float]:
-    """Runs one wallet order to its end in skipped time; answers its result and how long it took."""
+def _wallet_order(
+    vendor: VendorHandle, *, quantity: int, supplier_task_queue: str, budget_s: int
+) -> OrderInput:
+    """What the vendor order API would start, priced at PRICE."""
     order_id = uuid.uuid4()
-    order = OrderInput(
+    return OrderInput(
         order_id=order_id,
         workflow_id=order_workflow_id(order_id),
         channel="B2B",
         vendor_id=uuid.UUID(vendor.id),
         bundle_code=BUNDLE,
-        quantity=1,
+        quantity=quantity,
         unit_price_minor=PRICE,
         currency="USD",
         wholesale_unit_minor=PRICE,
-        supplier_task_queue=f"{queue}-esimgo",
+        supplier_task_queue=supplier_task_queue,
         supplier_retry_budget_s=budget_s,
     )
+
+
+async def _run_order(
+    env: WorkflowEnvironment, vendor: VendorHandle, queue: str, budget_s: int
+) -> tuple[OrderProgress, float]:
+    """Runs one wallet order to its end in skipped time; answers its result and how long it took."""
+    order = _wallet_order(vendor, quantity=1, supplier_task_queue=f"{queue}-esimgo", budget_s=budget_s)
     handle = await env.client.start_workflow(
         OrderWorkflow.run, order, id=order.workflow_id, task_queue=queue, result_type=OrderProgress
     )
@@ -254,18 +261,7 @@ async def test_a_reference_the_supplier_briefly_does_not_know_waits_for_an_opera
 
 async def test_fewer_esims_than_bought_stores_none_of_them(b2b: B2B) -> None:
     vendor = await b2b.new_vendor()
-    order = OrderInput(
-        order_id=uuid.uuid4(),
-        workflow_id="order-incomplete",
-        channel="B2B",
-        vendor_id=uuid.UUID(vendor.id),
-        bundle_code=BUNDLE,
-        quantity=2,
-        unit_price_minor=PRICE,
-        currency="USD",
-        wholesale_unit_minor=PRICE,
-        supplier_task_queue="unused",
-    )
+    order = _wallet_order(vendor, quantity=2, supplier_task_queue="unused", budget_s=1800)
     records = OrderActivities(b2b.sessions)
     await records.create_record(order)
     one = EsimInstall(iccid="8944000000000000017", matching_id="M-1", smdp_address="rsp.example.test")
