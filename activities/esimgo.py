@@ -44,9 +44,10 @@ from ttelgo.esimgo import (
     SupplierPermanentError,
     SupplierRetryableError,
 )
-from ttelgo.models import Esim, EsimStatus, Order
+from ttelgo.models import Esim, EsimStatus, FindingKind, Order, ReconciliationFinding
 
 CLOCK_SKEW = timedelta(seconds=30)
+SPENT_SUPPLIER_ORDERS = (FindingKind.SUPPLIER_ORDER_REVOKED, FindingKind.SUPPLIER_BUNDLE_USED)
 FINISHED = frozenset({"revoked", "expired", "lapsed"})  # bundle states with nothing left to revoke
 HEARTBEAT_EVERY_S = 2.0
 
@@ -200,16 +201,26 @@ class SupplierActivities:
         matching = [o for o in candidates if _same_purchase(o, order)]
         if not matching:
             return None
+        references = [o.reference for o in matching]
         async with self.sessions() as session:
             claimed = set(
                 await session.scalars(
                     select(Order.supplier_order_reference).where(
-                        Order.supplier_order_reference.in_([o.reference for o in matching])
+                        Order.supplier_order_reference.in_(references)
+                    )
+                )
+            )
+            # One reconciliation has revoked (or found used) is no order to deliver.
+            spent = set(
+                await session.scalars(
+                    select(ReconciliationFinding.subject).where(
+                        ReconciliationFinding.subject.in_(references),
+                        ReconciliationFinding.kind.in_(SPENT_SUPPLIER_ORDERS),
                     )
                 )
             )
         for candidate in sorted(matching, key=lambda o: o.created_at or sent_at):
-            if candidate.reference not in claimed and await claim_supplier_order(
+            if candidate.reference not in claimed | spent and await claim_supplier_order(
                 self.sessions, order.order_id, candidate.reference
             ):
                 activity.logger.warning(

@@ -4,12 +4,20 @@ anything is revoked, a finding is written once per run and subject, and every ac
 record) commits in one transaction with its `audit_logs` row.
 
 - an eSIM Go order none of ours claims (a call that committed after we gave up): adopted by an order of
-  ours that still waits for it (same bundle and quantity, older, provisioning, no reference, no eSIMs),
-  whose own workflow then picks it up; otherwise its unused bundles are revoked with refundToBalance
-  (used ones cannot be refunded and are reported);
-- Stripe: a succeeded PaymentIntent whose order is not paid is reported; a refund made outside TTelGo
-  (the Stripe dashboard) is recorded on the order and payment; disputes are reported;
-- an order not in a terminal state whose workflow is closed or missing is reported as stuck.
+  ours that still waits for it (same bundle and quantity, older, PROVISIONING with its workflow still
+  running, no reference, no eSIMs; one whose call is in doubt first), whose own workflow then picks it up;
+  otherwise its unused bundles are revoked with refundToBalance (used ones cannot be refunded and are
+  reported). A supplier order once revoked (or found used) is never adopted;
+- Stripe: a succeeded PaymentIntent whose order or payment does not show the money (not paid, payment not
+  succeeded, or the order FAILED without REFUND_FAILED) is reported, unless the order's workflow still runs
+  (it is handling it); a refund made outside TTelGo (the Stripe dashboard) is recorded on the order and
+  payment; disputes are reported;
+- an order not in a terminal state, or in NEEDS_ATTENTION, whose workflow is closed or missing is reported
+  as stuck.
+
+Findings are counted on the metrics after their transaction commits, so a retried activity does not count
+them again. A listing that hits its limit (supplier pages, Stripe pages, the stuck-order scan) says so in
+the run's notes.
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import (
@@ -35,6 +44,7 @@ from activities.contracts import (
     OPEN_RECONCILIATION,
     RECONCILE_STRIPE,
     RECONCILIATION_ACTOR,
+    REFUND_FAILED,
     RESOLVE_SUPPLIER_ORDER,
     CheckOutcome,
     ReconciliationEnd,
@@ -81,12 +91,27 @@ UNPAID = (
     OrderStatus.EXPIRED,
     OrderStatus.CANCELED,
 )
-WAITING_FOR_SUPPLIER = (OrderStatus.PROVISIONING, OrderStatus.NEEDS_ATTENTION)
+# Stuck when its workflow has gone: not terminal, or stopped for an operator who can no longer be heard
+# (the `resolve` update needs the workflow).
+STUCK_CANDIDATES = (*NOT_TERMINAL, OrderStatus.NEEDS_ATTENTION)
+# Only an order whose workflow still runs picks up a reference claimed for it (on its next attempt). An
+# order in NEEDS_ATTENTION without a reference arises only once its workflow has ended: not a candidate.
+WAITING_FOR_SUPPLIER = OrderStatus.PROVISIONING
+ADOPT_CANDIDATES = 20
+# The order's own supplier activity locks its row briefly; wait that long for it, then leave the supplier
+# order to the next run rather than revoke what the order may still need.
+ADOPT_LOCK_TIMEOUT_MS = 2000
+LOCK_NOT_AVAILABLE = "55P03"
 USED_BUNDLE_STATES = frozenset({"active", "depleted"})  # started: revoking refunds nothing
 # Refund statuses follow the money only on orders that have finished; a running workflow owns the others.
 SETTLED_ORDER_STATES = (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
 SETTLED_PAYMENT_STATES = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 STUCK_SCAN_LIMIT = 500
+# Supplier orders are listed newest first, this many pages of this many.
+SUPPLIER_PAGE_SIZE = 100
+SUPPLIER_MAX_PAGES = 20
+# StripeGateway lists at most 100 pages of 100: a listing this long may have been cut short.
+STRIPE_LISTING_LIMIT = 100 * 100
 
 
 class ReconciliationActivities:
@@ -126,12 +151,21 @@ class ReconciliationActivities:
                 .group_by(ReconciliationFinding.kind)
             )
             run.summary = {kind.value: n for kind, n in counts}
-            run.notes, run.errors = end.outcome.notes, end.errors
+            # Notes written by the steps themselves (e.g. a listing cut short) come first.
+            run.notes = list(dict.fromkeys([*run.notes, *end.outcome.notes]))
+            run.errors = end.errors
             run.status = ReconciliationStatus.FAILED if end.errors else ReconciliationStatus.COMPLETED
             run.finished_at = datetime.now(UTC)
         activity.metric_meter().create_counter(
             "ttelgo_reconciliation_runs", "Reconciliation runs finished, by status"
         ).add(1, {"status": run.status.value})
+
+    async def _note(self, window: ReconciliationWindow, note: str) -> None:
+        """A note on the run from a step that answers something other than a CheckOutcome (once)."""
+        async with self.sessions() as session, session.begin():
+            run = await session.get(ReconciliationRun, window.run_id, with_for_update=True)
+            if run is not None and note not in run.notes:
+                run.notes = [*run.notes, note]
 
     # -- eSIM Go orders (supplier task queue) --------------------------------------------------------
     @activity.defn(name=FIND_UNCLAIMED_SUPPLIER_ORDERS)
@@ -140,9 +174,18 @@ class ReconciliationActivities:
     ) -> list[UnclaimedSupplierOrder]:
         """Supplier orders of the window, old enough to have been recorded, that no order of ours holds."""
         try:
-            placed = await self.esimgo.recent_orders(window.since)
+            placed = await self.esimgo.recent_orders(
+                window.since, per_page=SUPPLIER_PAGE_SIZE, max_pages=SUPPLIER_MAX_PAGES
+            )
         except SupplierError as exc:
             raise as_application_error(exc) from exc
+        if len(placed) >= SUPPLIER_PAGE_SIZE * SUPPLIER_MAX_PAGES:
+            # Every page listed was full and inside the window: older ones in it were not listed.
+            await self._note(
+                window,
+                f"supplier orders: listing stopped at {SUPPLIER_MAX_PAGES} pages of {SUPPLIER_PAGE_SIZE}; "
+                "older orders in the window were not checked (shorten the window or run again)",
+            )
         settled = [o for o in placed if o.created_at is not None and o.created_at < window.settled_before]
         if not settled:
             return []
@@ -170,67 +213,106 @@ class ReconciliationActivities:
             holder = await session.scalar(
                 select(Order.id).where(Order.supplier_order_reference == supplier.reference)
             )
+            # Revoked (or found used) by an earlier run: never to be delivered to anyone.
+            settled = await _revoked_or_used(session, supplier.reference)
         if holder is not None:
             return CheckOutcome()  # claimed since it was listed (by its workflow, or by this very step)
-        adopted = await self._adopt(case)
-        if adopted is not None:
-            return adopted
+        if not settled:
+            adopted = await self._adopt(case)
+            if adopted is not None:
+                return adopted
         try:
             return await self._revoke(case)
         except SupplierError as exc:
             raise as_application_error(exc) from exc
 
     async def _adopt(self, case: SupplierOrderCase) -> CheckOutcome | None:
+        """Claims the supplier order for an order that still waits for one and whose workflow runs (so it
+        picks the reference up on its next attempt): one whose own call is in doubt first, then the oldest.
+        None when there is none (revoke it); a note when the one there is stays locked (the next run)."""
         supplier = case.order
         created = supplier.created_at or case.window.settled_before
         async with self.sessions() as session:
-            has_esims = select(Esim.id).where(Esim.order_id == Order.id).exists()
             candidates = list(
-                await session.scalars(
-                    select(Order)
+                await session.execute(
+                    select(Order.id, Order.workflow_id)
                     .where(
                         Order.bundle_code == supplier.bundle_name,
                         Order.quantity == supplier.quantity,
-                        Order.status.in_(WAITING_FOR_SUPPLIER),
+                        Order.status == WAITING_FOR_SUPPLIER,
                         Order.supplier_order_reference.is_(None),
                         Order.deleted_at.is_(None),
                         Order.created_at <= created + CLOCK_SKEW,
-                        ~has_esims,
+                        ~_has_esims(),
                     )
-                    .order_by(Order.created_at)
-                    .with_for_update(skip_locked=True)
+                    # False sorts first: a call in doubt (sent, no answer) is most likely this very one.
+                    .order_by(Order.supplier_call_sent_at.is_(None), Order.created_at)
+                    .limit(ADOPT_CANDIDATES)
                 )
             )
-            for order in candidates:
-                # The claim is the supplier activities' own (one rule for who may hold a reference); it
-                # runs in a savepoint of this transaction, so the audit row commits with it or not at all.
-                if not await claim_supplier_order(_within(session), order.id, supplier.reference):
-                    continue
-                record_action(
-                    session,
-                    actor=RECONCILIATION_ACTOR,
-                    action="reconciliation.supplier_order.adopt",
-                    target_type="order",
-                    target_id=order.id,
-                    before={"status": order.status.value, "supplier_order_reference": None},
-                    after={"supplier_order_reference": supplier.reference},
-                    reason="a supplier order placed for this order was never recorded (late commit or crash)",
+        client = activity.client()
+        for order_id, workflow_id in candidates:
+            activity.heartbeat(str(order_id))
+            if await _workflow_state(client, workflow_id) != WorkflowExecutionStatus.RUNNING.name:
+                continue  # no workflow would pick the reference up: the bundles would never be delivered
+            try:
+                adopted = await self._claim_for(case, order_id)
+            except DBAPIError as exc:
+                if not _lock_not_available(exc):
+                    raise
+                # Its own supplier step holds it (and may be recording this very purchase): look again
+                # next run rather than revoke what it may need.
+                return CheckOutcome(
+                    notes=[
+                        f"supplier order {supplier.reference}: order {order_id} that may adopt it was busy; "
+                        "left for the next run"
+                    ]
                 )
-                await _finding(
-                    session,
-                    case.window,
-                    FindingKind.SUPPLIER_ORDER_ADOPTED,
-                    FindingAction.ADOPTED,
-                    supplier.reference,
-                    order_id=order.id,
-                    detail=_supplier_detail(supplier),
+            if adopted is not None:
+                return adopted
+        return None
+
+    async def _claim_for(self, case: SupplierOrderCase, order_id: uuid.UUID) -> CheckOutcome | None:
+        supplier = case.order
+        async with self.sessions() as session, session.begin():
+            await session.execute(text(f"SET LOCAL lock_timeout = '{int(ADOPT_LOCK_TIMEOUT_MS)}ms'"))
+            order = await session.scalar(
+                select(Order)
+                .where(
+                    Order.id == order_id,
+                    Order.status == WAITING_FOR_SUPPLIER,
+                    Order.supplier_order_reference.is_(None),
+                    ~_has_esims(),
                 )
-                await session.commit()
-                activity.logger.warning(
-                    "adopted supplier order %s for order %s", supplier.reference, order.id
-                )
-                return _counted(FindingKind.SUPPLIER_ORDER_ADOPTED)
-            return None
+                .with_for_update()
+            )
+            # The claim is the supplier activities' own (one rule for who may hold a reference); it
+            # runs in a savepoint of this transaction, so the audit row commits with it or not at all.
+            if order is None or not await claim_supplier_order(
+                _within(session), order.id, supplier.reference
+            ):
+                return None  # moved on meanwhile (or another order holds the reference): next one
+            record_action(
+                session,
+                actor=RECONCILIATION_ACTOR,
+                action="reconciliation.supplier_order.adopt",
+                target_type="order",
+                target_id=order.id,
+                before={"status": order.status.value, "supplier_order_reference": None},
+                after={"supplier_order_reference": supplier.reference},
+                reason="a supplier order placed for this order was never recorded (late commit or crash)",
+            )
+            new = await _finding(
+                session,
+                case.window,
+                FindingKind.SUPPLIER_ORDER_ADOPTED,
+                FindingAction.ADOPTED,
+                supplier.reference,
+                order_id=order.id,
+                detail=_supplier_detail(supplier),
+            )
+        activity.logger.warning("adopted supplier order %s for order %s", supplier.reference, order_id)
+        return _counted(FindingKind.SUPPLIER_ORDER_ADOPTED) if new else CheckOutcome()
 
     async def _revoke(self, case: SupplierOrderCase) -> CheckOutcome:
         supplier = case.order
@@ -248,11 +330,13 @@ class ReconciliationActivities:
             if any(b.state in USED_BUNDLE_STATES for b in live):
                 used.append(iccid)
             elif live:
+                if not revoked and await self._claimed(supplier.reference):
+                    return CheckOutcome()  # an order's own retry took it meanwhile: it is theirs now
                 await self.esimgo.revoke_bundle(iccid, supplier.bundle_name, refund_to_balance=True)
                 revoked.append(iccid)
             elif any(b.state == "revoked" for b in bundles):
                 already.append(iccid)
-        outcome = CheckOutcome()
+        new: list[FindingKind] = []
         async with self.sessions() as session, session.begin():
             # Bundles found revoked with no audit row: this step revoked them on an attempt that died
             # before recording it. With an audit row, an earlier run did, and there is nothing to add.
@@ -279,7 +363,7 @@ class ReconciliationActivities:
                     supplier.reference,
                     detail=_supplier_detail(supplier) | {"iccids": revoked + already},
                 ):
-                    outcome = outcome.merge(_counted(FindingKind.SUPPLIER_ORDER_REVOKED))
+                    new.append(FindingKind.SUPPLIER_ORDER_REVOKED)
             if used and await _finding(
                 session,
                 case.window,
@@ -288,19 +372,29 @@ class ReconciliationActivities:
                 supplier.reference,
                 detail=_supplier_detail(supplier) | {"iccids": used},
             ):
-                outcome = outcome.merge(_counted(FindingKind.SUPPLIER_BUNDLE_USED))
-        return outcome
+                new.append(FindingKind.SUPPLIER_BUNDLE_USED)
+        return _counted(*new)
+
+    async def _claimed(self, reference: str) -> bool:
+        async with self.sessions() as session:
+            return (
+                await session.scalar(select(Order.id).where(Order.supplier_order_reference == reference))
+            ) is not None
 
     # -- Stripe ---------------------------------------------------------------------------------------
     @activity.defn(name=RECONCILE_STRIPE)
     async def reconcile_stripe(self, window: ReconciliationWindow) -> CheckOutcome:
         outcome = CheckOutcome()
-        for intent in await self.stripe.list_intents(window.since):
+        intents = await self.stripe.list_intents(window.since)
+        outcome = outcome.merge(_listing_note("payment intents", intents))
+        for intent in intents:
             if intent.status != "succeeded" or intent.created >= window.settled_before:
                 continue
             outcome = outcome.merge(await self._check_paid(window, intent.id, intent.metadata))
         activity.heartbeat("refunds")
-        for refund in await self.stripe.list_refunds(window.since):
+        refunds = await self.stripe.list_refunds(window.since)
+        outcome = outcome.merge(_listing_note("refunds", refunds))
+        for refund in refunds:
             if refund.status != "succeeded" or refund.metadata.get("workflow_id"):
                 continue  # ours: its refund workflow records it
             outcome = outcome.merge(await self._record_external_refund(window, refund))
@@ -309,6 +403,7 @@ class ReconciliationActivities:
             disputes = await self.stripe.list_disputes(window.since)
         except ListingUnsupported as exc:
             return outcome.merge(CheckOutcome(notes=[f"disputes not checked: {exc}"]))
+        outcome = outcome.merge(_listing_note("disputes", disputes))
         for dispute in disputes:
             intent_id = dispute.payment_intent or (
                 await self.stripe.intent_of_charge(dispute.charge) if dispute.charge else None
@@ -324,7 +419,7 @@ class ReconciliationActivities:
                     "amount_minor": dispute.amount_minor,
                     "currency": dispute.currency,
                 }
-                if await _finding(
+                new = await _finding(
                     session,
                     window,
                     FindingKind.DISPUTE,
@@ -332,42 +427,52 @@ class ReconciliationActivities:
                     dispute.id,
                     order_id=payment.order_id,
                     detail=detail,
-                ):
-                    outcome = outcome.merge(_counted(FindingKind.DISPUTE))
+                )
+            if new:
+                outcome = outcome.merge(_counted(FindingKind.DISPUTE))
         return outcome
 
     async def _check_paid(
         self, window: ReconciliationWindow, intent_id: str, metadata: dict[str, str]
     ) -> CheckOutcome:
-        """A succeeded intent of one of our orders that is not paid, or is paid by another intent."""
+        """A succeeded intent of one of our orders whose money our records do not show: the order is not
+        paid or paid by another intent, its payment is not succeeded, or the order FAILED keeping it (a
+        failed order whose refund Stripe refused is FAILED with REFUND_FAILED: an operator knows). An order
+        whose workflow still runs is left to it: the payment's webhook may be on its way."""
         try:
             order_id = uuid.UUID(metadata.get("order_id", ""))
         except ValueError:
             return CheckOutcome()  # a top-up, or not ours
-        async with self.sessions() as session, session.begin():
+        async with self.sessions() as session:
             order = await session.get(Order, order_id)
             if order is None:
                 return CheckOutcome()  # another system's intent on the same account
             payment = await session.scalar(select(Payment).where(Payment.order_id == order.id))
-            recorded = payment is not None and payment.provider_payment_id == intent_id
-            if order.status not in UNPAID and recorded:
+            problem = _payment_problem(order, payment, intent_id)
+            if problem is None:
                 return CheckOutcome()
+            workflow_id = order.workflow_id
             detail = {
                 "order_status": order.status.value,
+                "failure_code": order.failure_code,
+                "payment_status": payment.status.value if payment else None,
                 "recorded_intent": payment.provider_payment_id if payment else None,
-                "problem": "order not paid" if order.status in UNPAID else "order paid by another intent",
+                "problem": problem,
             }
-            if await _finding(
+        workflow_state = await _workflow_state(activity.client(), workflow_id)
+        if workflow_state == WorkflowExecutionStatus.RUNNING.name:
+            return CheckOutcome()
+        async with self.sessions() as session, session.begin():
+            new = await _finding(
                 session,
                 window,
                 FindingKind.PAYMENT_NOT_RECORDED,
                 FindingAction.REPORTED,
                 intent_id,
-                order_id=order.id,
-                detail=detail,
-            ):
-                return _counted(FindingKind.PAYMENT_NOT_RECORDED)
-        return CheckOutcome()
+                order_id=order_id,
+                detail=detail | {"workflow": workflow_state},
+            )
+        return _counted(FindingKind.PAYMENT_NOT_RECORDED) if new else CheckOutcome()
 
     async def _record_external_refund(
         self, window: ReconciliationWindow, refund: StripeRefund
@@ -379,133 +484,208 @@ class ReconciliationActivities:
         intent_id = refund.payment_intent or (
             await self.stripe.intent_of_charge(refund.charge) if refund.charge else None
         )
+        async with self.sessions() as session:
+            found = await _order_payment(session, intent_id)
+        if found is None:
+            return CheckOutcome()  # not one of our order payments
         async with self.sessions() as session, session.begin():
-            payment = await _order_payment(session, intent_id, lock=True)
-            if payment is None:
-                return CheckOutcome()  # not one of our order payments
-            order = await session.scalar(select(Order).where(Order.id == payment.order_id).with_for_update())
+            # Locks in the order refunds take them (activities/refunds.py: refund, order, payment), so
+            # the two never wait on each other: the order first, then its payment.
+            order = await session.scalar(select(Order).where(Order.id == found.order_id).with_for_update())
             assert order is not None
+            payment = await session.scalar(select(Payment).where(Payment.id == found.id).with_for_update())
+            assert payment is not None
             if await session.scalar(select(Refund.id).where(Refund.provider_refund_id == refund.id)):
                 return CheckOutcome()  # recorded meanwhile
-            left = order.total_minor - order.refunded_minor
-            detail: dict[str, Any] = {
-                "payment_intent": intent_id,
-                "amount_minor": refund.amount_minor,
-                "currency": refund.currency,
-            }
-            if refund.currency != order.currency or refund.amount_minor > left:
-                detail["problem"] = (
-                    f"{refund.amount_minor} {refund.currency} does not fit: {left} left to refund"
-                )
-                if await _finding(
-                    session,
-                    window,
-                    FindingKind.EXTERNAL_REFUND_UNRECORDABLE,
-                    FindingAction.REPORTED,
-                    refund.id,
-                    order_id=order.id,
-                    detail=detail,
-                ):
-                    return _counted(FindingKind.EXTERNAL_REFUND_UNRECORDABLE)
-                return CheckOutcome()
-            before = _money_snapshot(order, payment)
-            session.add(
-                Refund(
-                    order_id=order.id,
-                    status=RefundStatus.SUCCEEDED,
-                    amount_minor=refund.amount_minor,
-                    currency=order.currency,
-                    reason="refunded outside TTelGo (found in Stripe by reconciliation)",
-                    requested_by=RECONCILIATION_ACTOR,
-                    workflow_id=f"external-refund-{refund.id}",
-                    provider_refund_id=refund.id,
-                    settled_at=refund.created,
-                )
-            )
-            order.refunded_minor += refund.amount_minor
-            await session.flush()
-            settled = int(
-                await session.scalar(
-                    select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-                        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
-                    )
-                )
-                or 0
-            )
-            # The same rules as a refund of ours (activities/refunds.py): statuses follow what went back.
-            if order.status in SETTLED_ORDER_STATES and settled:
-                full = settled >= order.total_minor
-                order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
-            if payment.status in SETTLED_PAYMENT_STATES:
-                payment.refunded_minor = settled
-                if settled:
-                    full = settled >= payment.amount_minor
-                    payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
-            record_action(
-                session,
-                actor=RECONCILIATION_ACTOR,
-                action="reconciliation.refund.record_external",
-                target_type="order",
-                target_id=order.id,
-                before=before,
-                after=_money_snapshot(order, payment) | {"stripe_refund": refund.id},
-                reason="a Stripe refund made outside TTelGo (e.g. in the dashboard)",
-            )
-            await _finding(
+            kind = await self._record_refund_locked(window, refund, intent_id, order, payment, session)
+        return _counted(kind) if kind else CheckOutcome()
+
+    async def _record_refund_locked(
+        self,
+        window: ReconciliationWindow,
+        refund: StripeRefund,
+        intent_id: str | None,
+        order: Order,
+        payment: Payment,
+        session: AsyncSession,
+    ) -> FindingKind | None:
+        """Records the refund on the order and payment the caller holds locked; the new finding's kind."""
+        left = order.total_minor - order.refunded_minor
+        detail: dict[str, Any] = {
+            "payment_intent": intent_id,
+            "amount_minor": refund.amount_minor,
+            "currency": refund.currency,
+        }
+        if refund.currency != order.currency or refund.amount_minor > left:
+            detail["problem"] = f"{refund.amount_minor} {refund.currency} does not fit: {left} left to refund"
+            if await _finding(
                 session,
                 window,
-                FindingKind.EXTERNAL_REFUND_RECORDED,
-                FindingAction.RECORDED,
+                FindingKind.EXTERNAL_REFUND_UNRECORDABLE,
+                FindingAction.REPORTED,
                 refund.id,
                 order_id=order.id,
-                detail=detail | {"order_status": order.status.value},
+                detail=detail,
+            ):
+                return FindingKind.EXTERNAL_REFUND_UNRECORDABLE
+            return None
+        before = _money_snapshot(order, payment)
+        session.add(
+            Refund(
+                order_id=order.id,
+                status=RefundStatus.SUCCEEDED,
+                amount_minor=refund.amount_minor,
+                currency=order.currency,
+                reason="refunded outside TTelGo (found in Stripe by reconciliation)",
+                requested_by=RECONCILIATION_ACTOR,
+                workflow_id=f"external-refund-{refund.id}",
+                provider_refund_id=refund.id,
+                settled_at=refund.created,
             )
-        return _counted(FindingKind.EXTERNAL_REFUND_RECORDED)
+        )
+        order.refunded_minor += refund.amount_minor
+        await session.flush()
+        settled = int(
+            await session.scalar(
+                select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                    Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+                )
+            )
+            or 0
+        )
+        # The same rules as a refund of ours (activities/refunds.py): statuses follow what went back.
+        if order.status in SETTLED_ORDER_STATES and settled:
+            full = settled >= order.total_minor
+            order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+        if payment.status in SETTLED_PAYMENT_STATES:
+            payment.refunded_minor = settled
+            if settled:
+                full = settled >= payment.amount_minor
+                payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+        record_action(
+            session,
+            actor=RECONCILIATION_ACTOR,
+            action="reconciliation.refund.record_external",
+            target_type="order",
+            target_id=order.id,
+            before=before,
+            after=_money_snapshot(order, payment) | {"stripe_refund": refund.id},
+            reason="a Stripe refund made outside TTelGo (e.g. in the dashboard)",
+        )
+        new = await _finding(
+            session,
+            window,
+            FindingKind.EXTERNAL_REFUND_RECORDED,
+            FindingAction.RECORDED,
+            refund.id,
+            order_id=order.id,
+            detail=detail | {"order_status": order.status.value},
+        )
+        return FindingKind.EXTERNAL_REFUND_RECORDED if new else None
 
     # -- orders whose workflow has gone ---------------------------------------------------------------
     @activity.defn(name=FIND_STUCK_ORDERS)
     async def find_stuck_orders(self, window: ReconciliationWindow) -> CheckOutcome:
-        """Orders not finished and left alone for a while, whose workflow is closed or missing. Not
-        limited to the window: an old stuck order matters most."""
+        """Orders not finished (or stopped for an operator) and left alone for a while, whose workflow is
+        closed or missing. Not limited to the window: an old stuck order matters most."""
         client = activity.client()
         async with self.sessions() as session:
             orders = list(
                 await session.execute(
-                    select(Order.id, Order.workflow_id, Order.status)
+                    select(Order.id, Order.workflow_id, Order.status, Order.failure_code)
                     .where(
-                        Order.status.in_(NOT_TERMINAL),
+                        Order.status.in_(STUCK_CANDIDATES),
                         Order.deleted_at.is_(None),
                         Order.updated_at < window.settled_before,
                     )
                     .order_by(Order.created_at)
-                    .limit(STUCK_SCAN_LIMIT)
+                    .limit(STUCK_SCAN_LIMIT + 1)
                 )
             )
         outcome = CheckOutcome()
-        for order_id, workflow_id, status in orders:
+        if len(orders) > STUCK_SCAN_LIMIT:
+            orders = orders[:STUCK_SCAN_LIMIT]
+            outcome = CheckOutcome(
+                notes=[
+                    f"stuck orders: only the oldest {STUCK_SCAN_LIMIT} unfinished orders were checked; "
+                    "run again once they are settled"
+                ]
+            )
+        for order_id, workflow_id, status, failure_code in orders:
             activity.heartbeat(str(order_id))
-            try:
-                described = await client.get_workflow_handle(workflow_id).describe()
-            except RPCError as exc:
-                if exc.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                workflow_state = "MISSING"
-            else:
-                if described.status is WorkflowExecutionStatus.RUNNING:
-                    continue
-                workflow_state = described.status.name if described.status else "UNKNOWN"
+            workflow_state = await _workflow_state(client, workflow_id)
+            if workflow_state == WorkflowExecutionStatus.RUNNING.name:
+                continue
+            detail = {"status": status.value, "workflow_id": workflow_id, "workflow": workflow_state}
+            if status is OrderStatus.NEEDS_ATTENTION:
+                # Its workflow can no longer take an operator's `resolve`: settle it by hand.
+                detail["failure_code"] = failure_code
             async with self.sessions() as session, session.begin():
-                if await _finding(
+                new = await _finding(
                     session,
                     window,
                     FindingKind.ORDER_STUCK,
                     FindingAction.REPORTED,
                     str(order_id),
                     order_id=order_id,
-                    detail={"status": status.value, "workflow_id": workflow_id, "workflow": workflow_state},
-                ):
-                    outcome = outcome.merge(_counted(FindingKind.ORDER_STUCK))
+                    detail=detail,
+                )
+            if new:
+                outcome = outcome.merge(_counted(FindingKind.ORDER_STUCK))
         return outcome
+
+
+async def _workflow_state(client: Client, workflow_id: str) -> str:
+    """RUNNING, another closed status's name, or MISSING."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        return "MISSING"
+    return described.status.name if described.status else "UNKNOWN"
+
+
+def _payment_problem(order: Order, payment: Payment | None, intent_id: str) -> str | None:
+    """What our records get wrong about a succeeded intent for `order`, or None."""
+    recorded = payment is not None and payment.provider_payment_id == intent_id
+    if order.status in UNPAID:
+        return "order not paid"
+    if not recorded:
+        return "order paid by another intent" if payment is not None else "payment not recorded"
+    assert payment is not None
+    if payment.status not in SETTLED_PAYMENT_STATES:
+        return f"payment recorded as {payment.status.value}"
+    if (
+        order.status is OrderStatus.FAILED
+        and order.failure_code != REFUND_FAILED
+        and order.refunded_minor < order.total_minor
+    ):
+        return "money kept for a failed order"
+    return None
+
+
+def _has_esims() -> Any:
+    return select(Esim.id).where(Esim.order_id == Order.id).exists()
+
+
+def _lock_not_available(exc: DBAPIError) -> bool:
+    """A `lock_timeout` that expired (SQLSTATE 55P03)."""
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if getattr(error, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return True
+    return False
+
+
+def _listing_note(what: str, listed: list[Any]) -> CheckOutcome:
+    if len(listed) < STRIPE_LISTING_LIMIT:
+        return CheckOutcome()
+    return CheckOutcome(
+        notes=[
+            f"stripe: the listing of {what} stopped at its limit of {STRIPE_LISTING_LIMIT}; older ones in "
+            "the window were not checked (shorten the window or run again)"
+        ]
+    )
 
 
 def _within(session: AsyncSession) -> async_sessionmaker[AsyncSession]:
@@ -547,12 +727,31 @@ async def _finding(
     return inserted is not None
 
 
-def _counted(kind: FindingKind) -> CheckOutcome:
-    """A new finding, counted on the worker's metrics endpoint."""
-    activity.metric_meter().create_counter(
+def _counted(*kinds: FindingKind) -> CheckOutcome:
+    """New findings, counted on the worker's metrics endpoint. Call it once their transaction has
+    committed: a finding written by an attempt that then failed is not new to its retry, so it is counted
+    by nobody else, and one that never committed is not counted at all."""
+    counter = activity.metric_meter().create_counter(
         "ttelgo_reconciliation_findings", "Discrepancies found by reconciliation, by kind"
-    ).add(1, {"kind": kind.value})
-    return CheckOutcome(findings=dict(Counter([kind.value])))
+    )
+    for kind in kinds:
+        counter.add(1, {"kind": kind.value})
+    return CheckOutcome(findings=dict(Counter(kind.value for kind in kinds)))
+
+
+async def _revoked_or_used(session: AsyncSession, reference: str) -> bool:
+    """An earlier run revoked this supplier order's bundles, or found them used."""
+    finding = (
+        select(ReconciliationFinding.id)
+        .where(
+            ReconciliationFinding.subject == reference,
+            ReconciliationFinding.kind.in_(
+                (FindingKind.SUPPLIER_ORDER_REVOKED, FindingKind.SUPPLIER_BUNDLE_USED)
+            ),
+        )
+        .exists()
+    )
+    return bool(await session.scalar(select(finding))) or await _revoke_audited(session, reference)
 
 
 async def _revoke_audited(session: AsyncSession, reference: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -16,6 +17,7 @@ from activities.contracts import ReconciliationInput
 from api.deps import Admin, Session, request_id
 from api.idempotency import idempotency_key, idempotent
 from api.pagination import Page, Paging
+from api.problems import RETRY_AFTER_S
 from api.schemas.reconciliation import (
     FindingOut,
     ReconciliationRunAccepted,
@@ -31,6 +33,16 @@ from workflows.reconciliation import ReconciliationWorkflow, reconciliation_work
 router = APIRouter(prefix="/api/v1/admin/reconciliation", tags=["admin: reconciliation"])
 
 RUN_IDS = uuid.UUID("5c1d7e0a-92b4-4f63-8a1e-3b6f0c2d9e47")  # uuid5 namespace: caller + Idempotency-Key
+
+
+def _temporal_unavailable(detail: str) -> AppError:
+    """503 problem+json that says when to come back (the same request, the same Idempotency-Key)."""
+    return AppError(
+        "SERVICE_UNAVAILABLE",
+        detail,
+        extra={"dependency": "Temporal"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def _location(run_id: uuid.UUID) -> str:
@@ -66,12 +78,18 @@ async def start_run(
         )
         try:
             await request.app.state.temporal.start_workflow(
-                ReconciliationWorkflow.run, run, id=workflow_id, task_queue=settings.temporal_task_queue
+                ReconciliationWorkflow.run,
+                run,
+                id=workflow_id,
+                task_queue=settings.temporal_task_queue,
+                # One run per key, ever: a retry after the run closed (its answer lost, or the idempotency
+                # record gone) finds that run instead of starting it again.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
         except WorkflowAlreadyStartedError:
             pass  # started by a request whose answer was lost
         except (RPCError, RuntimeError) as exc:
-            raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; no run was started") from exc
+            raise _temporal_unavailable("Temporal is unreachable; no run was started") from exc
         async with request.app.state.sessions() as session, session.begin():
             record_action(
                 session,
@@ -119,7 +137,7 @@ async def get_run(
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 raise AppError("NOT_FOUND", f"no reconciliation run {run_id}") from exc
-            raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable") from exc
+            raise _temporal_unavailable("Temporal is unreachable") from exc
         return ReconciliationRunDetail(
             id=run_id, workflow_id=workflow_id, status=ReconciliationStatus.RUNNING
         )

@@ -4,11 +4,13 @@ the eSIM Go simulator) with no grace period, so a discrepancy made a moment ago 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ class Recon:
     world: B2C
     localstripe: str
     workflows: list[str] = field(default_factory=list)
+    idle_workflows: list[str] = field(default_factory=list)  # started by tests, moved by no worker
 
     @property
     def api(self) -> httpx.AsyncClient:
@@ -68,9 +71,18 @@ class Recon:
     def balance(self) -> float:
         return float(self.sim.admin.get("/organisation/balance").json()["balance"])
 
-    async def vendor_order_waiting_for_supplier(self, *, quantity: int = 1) -> uuid.UUID:
-        """An order of ours stuck in PROVISIONING with no supplier reference (its workflow gave up or
-        died after the supplier call went out): written as such, with no workflow behind it."""
+    async def vendor_order_waiting_for_supplier(
+        self,
+        *,
+        quantity: int = 1,
+        status: OrderStatus = OrderStatus.PROVISIONING,
+        call_sent_at: datetime | None = None,
+        workflow: bool = False,
+    ) -> uuid.UUID:
+        """An order of ours in PROVISIONING (or `status`) with no supplier reference, written as such. With
+        no workflow behind it (it gave up or died after the supplier call went out), unless `workflow`:
+        then a workflow of its id runs, one that no worker ever moves (running as far as Temporal can
+        tell, which is all reconciliation asks); the test's teardown terminates it."""
         vendor = await (await self.world.wallet_world()).new_vendor(balance=100_000)
         order_id = uuid.uuid4()
         async with self.world.sessions() as session, session.begin():
@@ -79,16 +91,33 @@ class Recon:
                     id=order_id,
                     channel=Channel.B2B,
                     vendor_id=uuid.UUID(vendor.id),
-                    status=OrderStatus.PROVISIONING,
+                    status=status,
                     bundle_code=BUNDLE,
                     quantity=quantity,
                     unit_price_minor=500,
                     total_minor=500 * quantity,
                     currency="USD",
                     workflow_id=f"order-{order_id}",
+                    supplier_call_sent_at=call_sent_at,
                 )
             )
+        if workflow:
+            await self.world.temporal.start_workflow(
+                "NobodyRunsThis", id=f"order-{order_id}", task_queue=f"unpolled-{uuid.uuid4()}"
+            )
+            self.idle_workflows.append(f"order-{order_id}")
         return order_id
+
+    async def wait_for_row(
+        self, order_id: uuid.UUID | str, *statuses: OrderStatus, within_s: float = 30
+    ) -> Order:
+        deadline = time.monotonic() + within_s
+        while True:
+            row = await self.order_row(order_id)
+            if row.status in statuses:
+                return row
+            assert time.monotonic() < deadline, f"order {order_id} still {row.status}, wanted {statuses}"
+            await asyncio.sleep(0.2)
 
     async def order_row(self, order_id: uuid.UUID | str) -> Order:
         async with self.world.sessions() as session:
@@ -142,7 +171,12 @@ async def recon(
                     api, settings, session_factory(engine), temporal_env.client, esimgo_sim, gateway, api_base
                 )
                 recon = Recon(world, localstripe)
-                yield recon
+                try:
+                    yield recon
+                finally:
+                    for workflow_id in recon.idle_workflows:
+                        with contextlib.suppress(Exception):
+                            await world.temporal.get_workflow_handle(workflow_id).terminate("test over")
                 assert await world.invariants() == [], "ledger or order invariants broken by this test"
                 await _record_histories(recon)
     finally:

@@ -48,6 +48,8 @@ async def test_the_worker_schedules_reconciliation_and_counts_findings(
     placed = await sim.create_order(BUNDLE, 1)  # something for the scheduled run to find
     await sim.aclose()
     engine = create_async_engine(synced_database_url)
+    with contextlib.suppress(Exception):  # another test's worker may have left one on the shared server
+        await client.get_schedule_handle(SCHEDULE_ID).delete()
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(settings, stop))
     handle = client.get_schedule_handle(SCHEDULE_ID)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from activities import reconciliation
 from tests.b2c.conftest import STRIPE_KEY
 from tests.reconciliation.conftest import Recon
-from ttelgo.models import Payment, Refund
+from ttelgo.models import Order, OrderStatus, Payment, PaymentStatus, Refund
 
 
 async def _payment(recon: Recon, order_id: str) -> Payment:
@@ -83,12 +85,13 @@ async def test_our_own_refunds_are_not_taken_for_external_ones(recon: Recon) -> 
     assert (await recon.order_row(order["id"])).refunded_minor == 100
 
 
-async def test_a_payment_whose_webhook_never_arrived_is_reported(recon: Recon) -> None:
+async def _paid_unheard(recon: Recon) -> dict:
+    """A card order whose customer paid while Stripe's events stopped reaching us (an endpoint
+    misconfigured in the dashboard): Stripe has the money, our records do not know."""
     customer = await recon.world.customer()
     created = await recon.world.order(customer)
     assert created.status_code == 201, created.text
     order = created.json()
-    # Stripe's events stop reaching us (an endpoint misconfigured in the dashboard); the customer pays.
     async with httpx.AsyncClient() as http:
         moved = await http.post(
             f"{recon.localstripe}/_config/webhooks/ttelgo",
@@ -96,11 +99,77 @@ async def test_a_payment_whose_webhook_never_arrived_is_reported(recon: Recon) -
             auth=(STRIPE_KEY, ""),
         )
         moved.raise_for_status()
-    intent_id = order["payment"]["payment_intent_id"]
-    assert (await recon.world.pay(intent_id)).status == "succeeded"
+    assert (await recon.world.pay(order["payment"]["payment_intent_id"])).status == "succeeded"
+    return order
 
+
+def _unrecorded(run: dict) -> list[dict]:
+    return [f for f in run["findings"] if f["kind"] == "PAYMENT_NOT_RECORDED"]
+
+
+async def test_a_payment_whose_webhook_never_arrived_is_reported(recon: Recon) -> None:
+    order = await _paid_unheard(recon)
+    intent_id = order["payment"]["payment_intent_id"]
+
+    # Its workflow still waits for the payment (the webhook may just be late; the payment window's end
+    # asks Stripe itself): not a discrepancy yet.
+    early = await recon.run()
+    assert _unrecorded(early) == []
+
+    # The workflow is gone: nothing will notice the money now but reconciliation.
+    await recon.world.temporal.get_workflow_handle(f"order-{order['id']}").terminate("lost")
     run = await recon.run()
-    [found] = [f for f in run["findings"] if f["kind"] == "PAYMENT_NOT_RECORDED"]
+    [found] = _unrecorded(run)
     assert (found["subject"], found["order_id"]) == (intent_id, order["id"])
     assert found["detail"]["order_status"] == "PAYMENT_PENDING"
+    assert found["detail"]["workflow"] == "TERMINATED"
     assert run["summary"]["PAYMENT_NOT_RECORDED"] == 1
+
+
+async def test_money_kept_for_a_failed_order_is_reported(recon: Recon) -> None:
+    kept = await _paid_unheard(recon)
+    refund_failed = await _paid_unheard(recon)
+    # Both workflows ended with the order FAILED while the payment succeeded (recorded late, say); one of
+    # them failed its compensation refund, which an operator already sees as REFUND_FAILED.
+    originals = {o["id"]: (await _payment(recon, o["id"])).status for o in (kept, refund_failed)}
+    for order, code in ((kept, "ORDER_WORKFLOW_FAILED"), (refund_failed, "REFUND_FAILED")):
+        await recon.world.temporal.get_workflow_handle(f"order-{order['id']}").terminate("ended")
+        async with recon.world.sessions() as session, session.begin():
+            await session.execute(
+                update(Order)
+                .where(Order.id == uuid.UUID(order["id"]))
+                .values(status=OrderStatus.FAILED, failure_code=code)
+            )
+            await session.execute(
+                update(Payment)
+                .where(Payment.order_id == uuid.UUID(order["id"]))
+                .values(status=PaymentStatus.SUCCEEDED)
+            )
+    try:
+        run = await recon.run()
+        [found] = _unrecorded(run)
+        assert found["order_id"] == kept["id"], found
+        assert found["detail"]["problem"] == "money kept for a failed order"
+        assert found["detail"]["order_status"] == "FAILED"
+    finally:  # as the invariants want them back (they report the same thing)
+        async with recon.world.sessions() as session, session.begin():
+            for order in (kept, refund_failed):
+                await session.execute(
+                    update(Order)
+                    .where(Order.id == uuid.UUID(order["id"]))
+                    .values(status=OrderStatus.PAYMENT_PENDING, failure_code=None)
+                )
+                await session.execute(
+                    update(Payment)
+                    .where(Payment.order_id == uuid.UUID(order["id"]))
+                    .values(status=originals[order["id"]])
+                )
+
+
+async def test_a_stripe_listing_cut_short_says_so(recon: Recon, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reconciliation, "STRIPE_LISTING_LIMIT", 1)
+    customer = await recon.world.customer()
+    assert (await recon.world.order(customer)).status_code == 201
+
+    run = await recon.run()
+    assert any("listing of payment intents stopped at its limit of 1" in n for n in run["notes"]), run

@@ -25,11 +25,13 @@ class FindingKind(StrEnum):
     SUPPLIER_ORDER_ADOPTED = "SUPPLIER_ORDER_ADOPTED"  # claimed for an order of ours that lacked it
     SUPPLIER_ORDER_REVOKED = "SUPPLIER_ORDER_REVOKED"  # unclaimed: bundles revoked, refunded to balance
     SUPPLIER_BUNDLE_USED = "SUPPLIER_BUNDLE_USED"  # unclaimed but used: cannot be refunded, reported
-    PAYMENT_NOT_RECORDED = "PAYMENT_NOT_RECORDED"  # a succeeded PaymentIntent whose order is not paid
+    # a succeeded PaymentIntent our records do not show (order unpaid, payment not succeeded, or the
+    # order FAILED keeping the money), its order's workflow ended
+    PAYMENT_NOT_RECORDED = "PAYMENT_NOT_RECORDED"
     EXTERNAL_REFUND_RECORDED = "EXTERNAL_REFUND_RECORDED"  # a refund made outside TTelGo, now recorded
     EXTERNAL_REFUND_UNRECORDABLE = "EXTERNAL_REFUND_UNRECORDABLE"  # one that does not fit our records
     DISPUTE = "DISPUTE"  # a chargeback on one of our payments
-    ORDER_STUCK = "ORDER_STUCK"  # not terminal, and its workflow is closed or missing
+    ORDER_STUCK = "ORDER_STUCK"  # not terminal (or NEEDS_ATTENTION), and its workflow is closed or missing
 
 
 class FindingAction(StrEnum):
