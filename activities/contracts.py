@@ -288,3 +288,52 @@ class ReconciliationEnd(BaseModel):
     run_id: uuid.UUID
     outcome: CheckOutcome
     errors: list[str] = []
+
+
+# -- notifications: the e-mail outbox ------------------------------------------------------------------
+from enum import StrEnum  # noqa: E402  (this section was appended)
+
+QUEUE_NOTIFICATION = "notifications.queue"  # local: write the outbox row, start its delivery workflow
+SEND_NOTIFICATION = "notifications.send"
+FAIL_NOTIFICATION = "notifications.fail"  # local: the retry budget is spent
+NOTIFICATION_PATCH = "email-notifications"  # workflows that queue messages; older histories do not
+NOTIFICATION_WORKFLOW = "Notification"
+
+
+def notification_workflow_id(notification_id: object) -> str:
+    return f"notification-{notification_id}"
+
+
+class MailTemplate(StrEnum):
+    ESIMS_READY = "esims_ready"
+    PAYMENT_RECEIPT = "payment_receipt"
+    PAYMENT_FAILED = "payment_failed"
+    ORDER_CLOSED = "order_closed"  # expired or canceled before payment
+    ORDER_REFUNDED = "order_refunded"  # paid, then refunded because the supplier failed
+    REFUND_SUCCEEDED = "refund_succeeded"
+    TOPUP_RECEIPT = "topup_receipt"
+    LOW_BALANCE = "low_balance"
+
+
+class Notify(BaseModel):
+    """A message to queue, by ids only: addresses, names and install codes are read from the database by
+    the activity, so none of them reaches a workflow history."""
+
+    template: MailTemplate
+    order_id: uuid.UUID | None = None
+    refund_id: uuid.UUID | None = None
+    topup_id: uuid.UUID | None = None
+    vendor_id: uuid.UUID | None = None
+    occurrence: str | None = None  # tells repeated events apart in the dedupe key (the n-th decline)
+
+
+class Delivery(BaseModel):
+    """The Notification workflow's input: which outbox row, and how long SMTP failures are retried."""
+
+    notification_id: uuid.UUID
+    retry_budget_s: int = 6 * 3600
+
+
+class DeliveryOutcome(BaseModel):
+    sent: bool
+    detail: str | None = None

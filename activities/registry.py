@@ -20,6 +20,7 @@ from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
+from ttelgo.mail.smtp import SmtpMailer
 from ttelgo.payments import StripeGateway
 from ttelgo.settings import Settings
 
@@ -51,7 +52,11 @@ async def build_activities(settings: Settings) -> ActivitySet:
     )
     stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
     payments = PaymentActivities(stripe, sessions)
-    notifications = NotificationActivities(sessions)
+    notifications = NotificationActivities(
+        sessions,
+        SmtpMailer(settings) if settings.smtp_host and settings.mail_from else None,
+        retry_budget_s=round(settings.mail_retry_budget_minutes * 60),
+    )
     refunds = RefundActivities(sessions)
     reconciliation = ReconciliationActivities(esimgo, stripe, sessions)
 
@@ -76,6 +81,9 @@ async def build_activities(settings: Settings) -> ActivitySet:
             payments.record,
             payments.refund,
             notifications.esims_ready,
+            notifications.queue,
+            notifications.send,
+            notifications.fail,
             refunds.reserve,
             refunds.settle,
             money.credit_refund,

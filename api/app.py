@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.problems import install_problem_handlers
 from api.routers import (
+    admin_notifications,
     admin_orders,
     admin_reconciliation,
     admin_vendors,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_orders.router,
         admin_vendors.router,
         admin_reconciliation.router,
+        admin_notifications.router,
         webhooks.router,
     )
     for router in routers:

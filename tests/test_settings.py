@@ -51,3 +51,25 @@ def test_supplier_timings_that_would_lose_money_are_refused() -> None:
     with pytest.raises(ValueError, match="ESIMGO_COMMIT_DELAY_SECONDS must be under half"):
         make_settings(esimgo_commit_delay_seconds=900, supplier_retry_budget_minutes=30)
     assert make_settings(esimgo_commit_delay_seconds=899).esimgo_commit_delay_seconds == 899
+
+
+def test_production_refuses_to_start_without_smtp_settings() -> None:
+    ready = {
+        "ttelgo_env": "production",
+        "database_url": "postgresql://db/ttelgo",
+        "temporal_address": "temporal:7233",
+        "esimgo_api_url": "https://api.esim-go.com/v2.4",
+        "esimgo_api_key": "k",
+        "stripe_secret_key": "sk_live_x",
+        "stripe_webhook_secret": "whsec_x",
+    }
+    with pytest.raises(ConfigurationError) as excinfo:
+        make_settings(**ready).resolved()
+    assert "SMTP_HOST" in str(excinfo.value) and "MAIL_FROM" in str(excinfo.value)
+    configured = make_settings(**ready, smtp_host="smtp.example.com", mail_from="TTelGo <x@example.com>")
+    assert configured.resolved().smtp_host == "smtp.example.com"
+
+
+def test_unset_smtp_resolves_to_the_dev_mail_server() -> None:
+    s = make_settings(smtp_port=2525).resolved()
+    assert (s.smtp_host, s.smtp_port) == ("127.0.0.1", 2525) and s.mail_from

@@ -68,6 +68,50 @@ def dev_pay(
     )
 
 
+@dev_app.command("mail")
+def dev_mail(
+    which: Annotated[
+        str | None, typer.Argument(help="a message's number in the list, or its file name")
+    ] = None,
+) -> None:
+    """List the e-mail the dev stack's SMTP server received (.ttelgo/mail), or show one."""
+    from ttelgo.sandbox import smtp_server
+
+    folder = get_settings().data_dir / "mail"
+    found = smtp_server.messages(folder)
+    if which is None:
+        if not found:
+            console.print(f"no messages in {folder}", highlight=False)
+        for number, path in enumerate(found, start=1):
+            message = smtp_server.read(path)
+            console.print(
+                f"{number:>4}  {path.name}  to {message['To']}  {message['Subject']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
+    if which.isdigit() and 1 <= int(which) <= len(found):
+        path = found[int(which) - 1]
+    else:
+        path = folder / which
+        if path.suffix != ".eml" or path.parent != folder or not path.is_file():
+            console.print(f"[red]no message {which!r} in {folder}; `ttelgo dev mail` lists them[/]")
+            raise typer.Exit(1)
+    message = smtp_server.read(path)
+    for header in ("Date", "From", "To", "Subject", "Message-ID"):
+        console.print(f"{header}: {message[header]}", highlight=False, soft_wrap=True)
+    body = message.get_body(preferencelist=("plain", "html"))
+    console.print()
+    console.print(body.get_content() if body is not None else "(no text part)", highlight=False, markup=False)
+    for part in message.walk():
+        if part.get_content_maintype() == "image":
+            size = len(part.get_payload(decode=True) or b"")
+            console.print(
+                f"[dim]attachment {part.get_filename()} ({part.get_content_type()}, {size} bytes)[/]"
+            )
+    console.print(f"[dim]{path}[/]", highlight=False)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION."""

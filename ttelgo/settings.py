@@ -25,6 +25,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 
 LOCALSTRIPE_SECRET_KEY = "sk_test_ttelgo_localstripe"
 ESIMGO_SIMULATOR_API_KEY = "sim-test-key"
+DEV_MAIL_FROM = "TTelGo <no-reply@ttelgo.localhost>"
 SUPPLIER_STEP_LIMIT_S = (
     60  # the order workflow's start-to-close limit on one supplier call (workflows/order.py)
 )
@@ -104,6 +105,19 @@ class Settings(BaseSettings):
     reconciliation_window_minutes: int = Field(default=1440, ge=1, le=43_200)
     reconciliation_grace_minutes: float = Field(default=10, ge=0)
 
+    # E-mail (the `notifications` outbox, sent by the Notification workflow). Outside production an unset
+    # SMTP_HOST means the dev stack's local SMTP server on SMTP_PORT, which writes .eml files to
+    # <data dir>/mail; production needs SMTP_HOST and MAIL_FROM.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=30, gt=0)
+    mail_from: str | None = None
+    # How long a message keeps being retried (SMTP down, 4xx answers) before it is marked FAILED.
+    mail_retry_budget_minutes: float = Field(default=360, gt=0)
+
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
 
@@ -137,6 +151,8 @@ class Settings(BaseSettings):
             "STRIPE_SECRET_KEY": self.stripe_secret_key,
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
             "JWT_SECRET": self.jwt_secret,
+            "SMTP_HOST": self.smtp_host,
+            "MAIL_FROM": self.mail_from,
         }
         return [name for name, value in required.items() if not value]
 
@@ -162,6 +178,8 @@ class Settings(BaseSettings):
             if not self.stripe_secret_key
             else None,
             "stripe_secret_key": LOCALSTRIPE_SECRET_KEY,
+            "smtp_host": "127.0.0.1",
+            "mail_from": DEV_MAIL_FROM,
         }
         update = {name: value for name, value in defaults.items() if getattr(self, name) is None}
         return self.model_copy(update=update)

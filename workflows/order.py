@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         FETCH_INSTALL_DETAILS,
         HOLD_FUNDS,
         NEEDS_OPERATOR,
+        NOTIFICATION_PATCH,
         PLACE_SUPPLIER_ORDER,
         POST_HOLD,
         QUEUE_ESIMS_READY,
@@ -37,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
         SUPPLIER_STEPS,
         VOID_HOLD,
         EsimInstall,
+        MailTemplate,
+        Notify,
         OrderInput,
         RefundRequest,
         StatusChange,
@@ -45,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ttelgo.models.orders import Channel, OrderStatus
     from ttelgo.payments import PaymentEvent
+    from workflows.notification import notify
     from workflows.payment import STRIPE_CALL, CardPayment, Settlement
 
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
@@ -133,6 +137,7 @@ class OrderWorkflow:
         self._payment = CardPayment(order.payment(), timedelta(seconds=order.payment_window_s))
         self._progress = OrderProgress(status=OrderStatus.CREATED, step="recording the order")
         self._decision: OperatorDecision | None = None
+        self._declines = 0
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderProgress:
@@ -187,7 +192,7 @@ class OrderWorkflow:
             self._progress.step = "charging the wallet"
             await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
         await self._move_to(OrderStatus.COMPLETED, "done")
-        if order.channel is Channel.B2C:
+        if order.channel is Channel.B2C and not await self._notify(MailTemplate.ESIMS_READY):
             await workflow.execute_local_activity(QUEUE_ESIMS_READY, order.order_id, **LOCAL_STEP)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))
 
@@ -235,6 +240,7 @@ class OrderWorkflow:
             await self._move_to(OrderStatus.FAILED, "done", REFUND_FAILED, why)
             return
         await self._move_to(OrderStatus.REFUNDED, "done", code, reason)
+        await self._notify(MailTemplate.ORDER_REFUNDED)
 
     async def _release_bought_bundles(self) -> None:
         """Bundles bought for an order that then failed go back to our supplier balance where unused.
@@ -295,15 +301,27 @@ class OrderWorkflow:
         settlement = await self._payment.settle(self._declined)
         if settlement is Settlement.PAID:
             await self._move_to(OrderStatus.PAID, "paid")
+            await self._notify(MailTemplate.PAYMENT_RECEIPT)
             return True
         final = OrderStatus.CANCELED if settlement is Settlement.CANCELED else OrderStatus.EXPIRED
         await self._move_to(final, "done")
+        await self._notify(MailTemplate.ORDER_CLOSED)
         return False
 
     async def _declined(self, reason: str | None) -> None:
         await self._move_to(
             OrderStatus.PAYMENT_FAILED, "waiting for another card payment", "PAYMENT_FAILED", reason
         )
+        self._declines += 1
+        await self._notify(MailTemplate.PAYMENT_FAILED, occurrence=str(self._declines))
+
+    async def _notify(self, template: MailTemplate, occurrence: str | None = None) -> bool:
+        """Card customers hear of their order's changes by e-mail (vendors get webhooks); False in
+        histories recorded before e-mail existed, where no message was queued here."""
+        if self._order.channel is not Channel.B2C or not workflow.patched(NOTIFICATION_PATCH):
+            return False
+        await notify(Notify(template=template, order_id=self._order.order_id, occurrence=occurrence))
+        return True
 
     async def _hold_funds(self) -> bool:
         self._progress.step = "holding funds on the wallet"

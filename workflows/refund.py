@@ -20,11 +20,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CREATE_CARD_REFUND,
         CREDIT_REFUND,
+        NOTIFICATION_PATCH,
         READ_CARD_REFUND,
         RESERVE_REFUND,
         REVOKE_BUNDLES,
         SETTLE_REFUND,
         CardRefund,
+        MailTemplate,
+        Notify,
         PaymentRequest,
         RefundInput,
         RefundPlan,
@@ -33,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ttelgo.models.orders import Channel, PaymentPurpose, RefundStatus
     from ttelgo.payments import PaymentEvent, RefundRef
+    from workflows.notification import notify
     from workflows.order import SUPPLIER_RETRIES, failure_reason
     from workflows.payment import LOCAL_STEP, STRIPE_CALL
 
@@ -91,6 +95,12 @@ class RefundWorkflow:
                 to_revoke = await self._refund_card(plan)
         except (ActivityError, ApplicationError) as failure:
             await self._settle(RefundStatus.FAILED, failure_reason(failure)[1])
+        if (
+            self._progress.state is RefundState.SUCCEEDED
+            and plan.channel is Channel.B2C
+            and workflow.patched(NOTIFICATION_PATCH)
+        ):
+            await notify(Notify(template=MailTemplate.REFUND_SUCCEEDED, refund_id=refund.refund_id))
         if self._progress.state is RefundState.SUCCEEDED:
             # Money first, bundles after: a supplier problem never keeps a customer's money.
             await self._revoke(to_revoke)

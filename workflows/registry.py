@@ -2,6 +2,7 @@
 
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
+from workflows.notification import NotificationWorkflow
 from workflows.order import OrderWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
@@ -10,6 +11,7 @@ from workflows.topup import TopupWorkflow
 WORKFLOWS: list[type] = [
     CatalogueSyncWorkflow,
     EsimUsageWorkflow,
+    NotificationWorkflow,
     OrderWorkflow,
     ReconciliationWorkflow,
     RefundWorkflow,

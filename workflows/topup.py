@@ -11,8 +11,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import CREDIT_TOPUP, TopupInput
+    from activities.contracts import CREDIT_TOPUP, NOTIFICATION_PATCH, MailTemplate, Notify, TopupInput
     from ttelgo.payments import PaymentEvent
+    from workflows.notification import notify
     from workflows.order import failure_reason
     from workflows.payment import LOCAL_STEP, CardPayment, Settlement
 
@@ -76,6 +77,11 @@ class TopupWorkflow:
         if settlement is Settlement.PAID:
             await workflow.execute_local_activity(CREDIT_TOPUP, topup, **LOCAL_STEP)
             self._progress.status, self._progress.failure_reason = TopupStatus.COMPLETED, None
+            if workflow.patched(NOTIFICATION_PATCH):
+                receipt = Notify(
+                    template=MailTemplate.TOPUP_RECEIPT, topup_id=topup.topup_id, vendor_id=topup.vendor_id
+                )
+                await notify(receipt)
         else:
             failed = settlement is Settlement.CANCELED
             self._progress.status = TopupStatus.FAILED if failed else TopupStatus.EXPIRED

@@ -4,9 +4,13 @@ simulator, and customers who register, order and pay the way a front end would."
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -89,6 +93,38 @@ def intent_event(
             }
         },
     }
+
+
+@dataclass
+class MailServer:
+    """The dev stack's SMTP server (aiosmtpd writing .eml files), in a thread, for the whole session."""
+
+    port: int
+    folder: Path
+
+    def messages(self, to: str | None = None) -> list[Any]:
+        from ttelgo.sandbox import smtp_server
+
+        found = [smtp_server.read(path) for path in smtp_server.messages(self.folder)]
+        return [m for m in found if to is None or m["To"] == to]
+
+
+@functools.cache
+def shared_mail_server() -> MailServer:
+    """Started on first use, stopped when the test process exits (a plain function, not a fixture, so
+    modules that import `b2c` alone keep working)."""
+    from ttelgo.sandbox import smtp_server
+
+    port, folder = free_port(), Path(tempfile.mkdtemp(prefix="ttelgo-test-mail-"))
+    controller = smtp_server.start(folder, port)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    atexit.register(controller.stop)  # runs first
+    return MailServer(port, folder)
+
+
+@pytest.fixture
+def mail_server() -> MailServer:
+    return shared_mail_server()
 
 
 @dataclass
@@ -213,6 +249,7 @@ async def b2c(
         stripe_api_base=localstripe,
         stripe_webhook_secret=WEBHOOK_SECRET,
         payment_window_minutes=window,
+        smtp_port=shared_mail_server().port,  # the session's own SMTP server, never a dev stack's
     )
     engine = create_async_engine(synced_database_url, pool_size=10)
     gateway = StripeGateway(STRIPE_KEY, localstripe)

@@ -46,7 +46,9 @@ async def test_order_paid_by_card_completes_with_esims_and_a_notification(b2c: B
         row = await session.scalar(select(Payment).where(Payment.order_id == uuid.UUID(order["id"])))
         assert row is not None and row.status is PaymentStatus.SUCCEEDED and row.amount_minor == 2 * price
         note = await session.scalar(
-            select(Notification).where(Notification.order_id == uuid.UUID(order["id"]))
+            select(Notification).where(
+                Notification.order_id == uuid.UUID(order["id"]), Notification.template == "esims_ready"
+            )
         )
         assert note is not None and note.recipient == customer.email and note.template == "esims_ready"
         assert sorted(e["lpa"] for e in note.payload["esims"]) == sorted(e["lpa"] for e in done["esims"])

@@ -25,6 +25,7 @@ from rich.console import Console
 from ttelgo import migrate
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
+from ttelgo.sandbox import smtp_server
 from ttelgo.sandbox.postgres import can_connect, ensure_database, start_postgres
 from ttelgo.sandbox.processes import ManagedProcess, PortInUseError, port_is_free, wait_until
 from ttelgo.sandbox.temporal_server import start_temporal, temporal_answers
@@ -32,8 +33,9 @@ from ttelgo.settings import Settings
 
 ESIMGO_SIM_MODULE = "ttelgo.sandbox.esimgo_sim"
 LOCALSTRIPE_MODULE = "ttelgo.sandbox.localstripe_server"
+SMTP_MODULE = "ttelgo.sandbox.smtp_server"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RESTARTABLE = ("postgres", "temporal", "esimgo-sim", "localstripe", "worker", "api")
+RESTARTABLE = ("postgres", "temporal", "esimgo-sim", "localstripe", "smtp", "worker", "api")
 MAX_RESTARTS = 5
 
 
@@ -87,6 +89,7 @@ class DevStack:
             "localstripe": self.base.stripe_secret_key is None and self.base.stripe_api_base is None,
             "esimgo-sim": self.base.esimgo_api_url is None
             and importlib.util.find_spec(ESIMGO_SIM_MODULE) is not None,
+            "smtp": self.base.smtp_host is None,
         }
 
     # -- the story ---------------------------------------------------------------------------------------
@@ -130,6 +133,14 @@ class DevStack:
                 f"eSIM Go simulator on 127.0.0.1:{s.esimgo_sim_port}",
                 self.stand_ins["esimgo-sim"],
                 lambda: self._start_python("esimgo-sim", esimgo_sim_args(s.esimgo_sim_port, self.data_dir)),
+            ),
+            (
+                f"SMTP server on 127.0.0.1:{s.smtp_port}, messages in {self.data_dir / 'mail'}",
+                self.stand_ins["smtp"],
+                lambda: self._start_python(
+                    "smtp",
+                    ["-m", SMTP_MODULE, "--port", str(s.smtp_port), "--dir", str(self.data_dir / "mail")],
+                ),
             ),
             (
                 "database migrations (alembic upgrade head)",
@@ -208,6 +219,7 @@ class DevStack:
             (s.temporal_ui_port, "TEMPORAL_UI_PORT", self.stand_ins["temporal"]),
             (s.localstripe_port, "LOCALSTRIPE_PORT", self.stand_ins["localstripe"]),
             (s.esimgo_sim_port, "ESIMGO_SIM_PORT", self.stand_ins["esimgo-sim"]),
+            (s.smtp_port, "SMTP_PORT", self.stand_ins["smtp"]),
             (s.worker_metrics_port, "WORKER_METRICS_PORT", True),
             (s.api_port, "API_PORT", True),
         ]
@@ -258,6 +270,7 @@ class DevStack:
                     timeout=2,
                 ).is_success
             ),
+            "smtp": lambda: smtp_server.answers(s.smtp_port),
             "worker": lambda: (
                 httpx.get(f"http://127.0.0.1:{s.worker_metrics_port}/metrics", timeout=2).is_success
             ),
@@ -328,6 +341,12 @@ class DevStack:
             ("PostgreSQL", str(s.database_url)),
             ("Stripe", str(s.stripe_api_base or "api.stripe.com")),
             ("eSIM Go", str(s.esimgo_api_url)),
+            (
+                "E-mail",
+                f"{self.data_dir / 'mail'} (ttelgo dev mail)"
+                if self.stand_ins["smtp"]
+                else f"{s.smtp_host}:{s.smtp_port}",
+            ),
             (
                 "Admin",
                 f"{s.ttelgo_admin_email} / "

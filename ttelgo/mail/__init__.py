@@ -1,0 +1,1 @@
+"""Outgoing e-mail: templates rendered into MIME messages (`render`) and sent over SMTP (`smtp`)."""
