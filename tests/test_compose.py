@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -9,6 +10,11 @@ import yaml
 from ttelgo.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_or_given(value: str) -> str:
+    found = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return found.group(1) if found else "x"
 
 
 def setting_names() -> set[str]:
@@ -35,7 +41,8 @@ def test_our_services_receive_only_settings_that_exist() -> None:
 
 def test_production_settings_in_compose_are_complete() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    env = {k: "x" for k in compose["services"]["api"]["environment"]}
+    # A `${NAME:-default}` stands for its default, anything else for a value the operator provides.
+    env = {k: _default_or_given(str(v)) for k, v in compose["services"]["api"]["environment"].items()}
     settings = Settings(
         _env_file=None, **{k.lower(): v for k, v in env.items() if k != "TTELGO_ENV"}, ttelgo_env="production"
     )  # type: ignore[call-arg]
