@@ -157,3 +157,29 @@ async def test_card_refund_mails_the_customer(b2c: B2C, mail_server: MailServer)
         m for m in mail_server.messages(to=customer.email) if m["X-TTelGo-Template"] == "refund_succeeded"
     ]
     assert "Refund of" in mail["Subject"]
+
+
+async def test_a_completed_topup_mails_the_vendor_a_receipt_once(b2c: B2C, mail_server: MailServer) -> None:
+    b2b = await b2c.wallet_world()
+    vendor = await b2b.new_vendor()
+    contact = (await b2c.api.get(f"/api/v1/admin/vendors/{vendor.id}", headers=await b2c.admin())).json()[
+        "contact_email"
+    ]
+    response = await b2c.api.post(
+        "/api/v1/vendor/wallet/topup/intents",
+        json={"amount_minor": 5_000, "currency": "USD"},
+        headers={**vendor.headers, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    topup = response.json()
+    assert (await b2c.pay(topup["payment"]["payment_intent_id"])).status == "succeeded"
+    await b2c.wait_for(
+        f"/api/v1/vendor/wallet/topups/{topup['id']}", vendor.headers, "COMPLETED", field="state"
+    )
+
+    receipt = await _row(b2c, recipient=contact, template="topup_receipt")
+
+    assert receipt.status is NotificationStatus.SENT and receipt.attempts == 1
+    await _finished(b2c, receipt.id)
+    (mail,) = mail_server.messages(to=contact)
+    assert mail["X-TTelGo-Template"] == "topup_receipt"
+    assert "50.00" in mail.get_body(preferencelist=("plain",)).get_content()
