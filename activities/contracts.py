@@ -337,3 +337,64 @@ class Delivery(BaseModel):
 class DeliveryOutcome(BaseModel):
     sent: bool
     detail: str | None = None
+
+
+# -- vendor webhooks ---------------------------------------------------------------------------------------
+EMIT_WEBHOOK = "webhooks.emit"  # local: write the delivery row (once per event), start its workflow
+SEND_WEBHOOK = "webhooks.send"  # one signed POST; records the attempt on the row
+FINISH_WEBHOOK = "webhooks.finish"  # local: the window is spent (or the event cannot be sent): FAILED
+WEBHOOK_PATCH = "vendor-webhooks"  # workflows that emit vendor events; older histories do not
+WEBHOOK_WORKFLOW = "WebhookDelivery"
+WEBHOOK_EVENT_NAMESPACE = uuid.UUID("5f1c7f0e-7a53-4c8e-9a57-0b8f1f2f8e11")
+
+
+def webhook_workflow_id(event_id: str) -> str:
+    return f"webhook-{event_id}"
+
+
+def webhook_event_id(emitter_workflow_id: str, event_type: str) -> str:
+    """Deterministic: one event per emitting workflow run id and type, whatever is replayed or retried."""
+    return "evt_" + uuid.uuid5(WEBHOOK_EVENT_NAMESPACE, f"{emitter_workflow_id}/{event_type}").hex
+
+
+class EmitWebhook(BaseModel):
+    """An event to emit, by ids only: the payload (ICCIDs, LPA strings) is read from the database by the
+    activity and never reaches a workflow history."""
+
+    event_type: str
+    event_id: str
+    order_id: uuid.UUID | None = None
+    refund_id: uuid.UUID | None = None
+    topup_id: uuid.UUID | None = None
+
+
+class WebhookJob(BaseModel):
+    """The WebhookDelivery workflow's input: which row, and how long failures are retried."""
+
+    delivery_id: uuid.UUID
+    window_s: int = 3 * 24 * 3600
+    first_backoff_s: float = 30  # doubled after each failed attempt, up to max_backoff_s
+    max_backoff_s: float = 3600
+
+
+class WebhookAttempt(BaseModel):
+    delivery_id: uuid.UUID
+    next_attempt_at: datetime | None = None  # when the workflow will try again should this attempt fail
+
+
+class WebhookAttemptResult(BaseModel):
+    delivered: bool
+    permanent: bool = False  # no point trying again (URL refused, vendor gone, already delivered)
+    status_code: int | None = None
+    error: str | None = None
+
+
+class WebhookEnd(BaseModel):
+    delivery_id: uuid.UUID
+    error: str | None = None
+
+
+class WebhookOutcome(BaseModel):
+    delivered: bool
+    attempts: int
+    detail: str | None = None

@@ -18,6 +18,7 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
+from activities.webhooks import WebhookActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
 from ttelgo.mail.smtp import SmtpMailer
@@ -59,6 +60,13 @@ async def build_activities(settings: Settings) -> ActivitySet:
     )
     refunds = RefundActivities(sessions)
     reconciliation = ReconciliationActivities(esimgo, stripe, sessions)
+    webhooks = WebhookActivities(
+        sessions,
+        public_only=settings.webhooks_public_only,
+        timeout_s=settings.webhook_timeout_seconds,
+        window_s=settings.webhook_retry_window_s,
+        first_backoff_s=settings.webhook_first_backoff_seconds,
+    )
 
     async def close() -> None:
         await esimgo.aclose()
@@ -93,6 +101,9 @@ async def build_activities(settings: Settings) -> ActivitySet:
             reconciliation.close,
             reconciliation.reconcile_stripe,
             reconciliation.find_stuck_orders,
+            webhooks.emit,
+            webhooks.send,
+            webhooks.finish,
         ],
         supplier=[
             supplier.place_order,

@@ -23,6 +23,7 @@ from api.routers import (
     vendor_account,
     vendor_orders,
     vendor_topups,
+    vendor_webhooks,
     webhooks,
 )
 from ttelgo import temporal
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders.router,
         vendor_orders.router,
         vendor_account.router,
+        vendor_webhooks.router,
         vendor_topups.router,
         admin_orders.router,
         admin_vendors.router,

@@ -22,8 +22,17 @@ HISTORIES = {p.stem: p.read_text() for p in sorted((Path(__file__).parent / "his
 
 def test_every_workflow_type_has_a_recorded_history() -> None:
     recorded = {name.split("_")[0] for name in HISTORIES}
-    assert recorded == {"order", "catalogue", "esim", "topup", "refund", "reconciliation", "notification"}
-    assert len(WORKFLOWS) == 7
+    assert recorded == {
+        "order",
+        "catalogue",
+        "esim",
+        "topup",
+        "refund",
+        "reconciliation",
+        "notification",
+        "webhook",
+    }
+    assert len(WORKFLOWS) == 8
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     # How long a message keeps being retried (SMTP down, 4xx answers) before it is marked FAILED.
     mail_retry_budget_minutes: float = Field(default=360, gt=0)
 
+    # Vendor webhooks (the WebhookDelivery workflow): each attempt's time limit, and how long an event keeps
+    # being retried (with backoff) before its delivery is marked FAILED. WEBHOOK_PUBLIC_ONLY (default: on
+    # in production) refuses URLs that are not https or do not resolve to public addresses.
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=30)
+    webhook_retry_window_hours: float = Field(default=72, gt=0, le=720)
+    webhook_first_backoff_seconds: float = Field(default=30, gt=0)  # doubled per failure, up to an hour
+    webhook_public_only: bool | None = None
+
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
 
@@ -141,6 +149,14 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.ttelgo_env is Environment.PRODUCTION
+
+    @property
+    def webhooks_public_only(self) -> bool:
+        return self.is_production if self.webhook_public_only is None else self.webhook_public_only
+
+    @property
+    def webhook_retry_window_s(self) -> int:
+        return round(self.webhook_retry_window_hours * 3600)
 
     def missing_for_production(self) -> list[str]:
         required = {

@@ -5,9 +5,8 @@ Every function works inside the caller's transaction and writes its audit row th
 
 from __future__ import annotations
 
-import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,6 +18,8 @@ from ttelgo.auth import api_keys
 from ttelgo.auth.passwords import hash_password
 from ttelgo.errors import AppError
 from ttelgo.models import ApiKey, BillingMode, Vendor, VendorStatus, VendorUser, VendorUserRole
+from ttelgo.webhooks.signing import ROTATION_OVERLAP_HOURS
+from ttelgo.webhooks.signing import new_secret as new_webhook_secret
 
 CATALOGUE_CURRENCY = "USD"  # the supplier prices in USD and so does every wallet, for now
 
@@ -164,12 +165,26 @@ async def set_markup(
 
 
 def set_webhook(
-    session: AsyncSession, vendor: Vendor, *, url: str | None, actor: str, request_id: str | None
-) -> None:
-    """Point order events at `url` with a fresh signing secret (none when the URL is cleared)."""
-    before = {"webhook_url": vendor.webhook_url}
+    session: AsyncSession,
+    vendor: Vendor,
+    *,
+    url: str | None,
+    actor: str,
+    request_id: str | None,
+    events: list[str] | None = None,
+) -> str | None:
+    """Points vendor events at `url` (for the `events` types; None means all). Answers the signing
+    secret when one was made (the first URL; shown once), None when the current secret stays (rotate it
+    with `rotate_webhook_secret`) or the URL is cleared (and the secrets with it)."""
+    before = {"webhook_url": vendor.webhook_url, "webhook_events": vendor.webhook_events}
     vendor.webhook_url = url
-    vendor.webhook_secret = ("whsec_" + secrets.token_hex(24)) if url else None
+    vendor.webhook_events = sorted(set(events)) if events is not None and url else None
+    made = None
+    if not url:
+        vendor.webhook_secret = vendor.webhook_previous_secret = None
+        vendor.webhook_previous_secret_expires_at = None
+    elif not vendor.webhook_secret:
+        vendor.webhook_secret = made = new_webhook_secret()
     record_action(
         session,
         actor=actor,
@@ -177,9 +192,32 @@ def set_webhook(
         target_type="vendor",
         target_id=vendor.id,
         before=before,
-        after={"webhook_url": url},
+        after={"webhook_url": url, "webhook_events": vendor.webhook_events, "new_secret": made is not None},
         request_id=request_id,
     )
+    return made
+
+
+def rotate_webhook_secret(
+    session: AsyncSession, vendor: Vendor, *, actor: str, request_id: str | None, now: datetime | None = None
+) -> str:
+    """A new signing secret; the old one keeps signing alongside it for ROTATION_OVERLAP_HOURS."""
+    if not vendor.webhook_url or not vendor.webhook_secret:
+        raise AppError("CONFLICT", "set a webhook URL first")
+    now = now or datetime.now(UTC)
+    vendor.webhook_previous_secret = vendor.webhook_secret
+    vendor.webhook_previous_secret_expires_at = now + timedelta(hours=ROTATION_OVERLAP_HOURS)
+    vendor.webhook_secret = new_webhook_secret()
+    record_action(
+        session,
+        actor=actor,
+        action="vendor.webhook_rotate_secret",
+        target_type="vendor",
+        target_id=vendor.id,
+        after={"previous_secret_expires_at": vendor.webhook_previous_secret_expires_at.isoformat()},
+        request_id=request_id,
+    )
+    return vendor.webhook_secret
 
 
 async def issue_api_key(

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from ttelgo.payments import PaymentEvent
     from workflows.notification import notify
     from workflows.payment import STRIPE_CALL, CardPayment, Settlement
+    from workflows.webhook_delivery import emit_webhook
 
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
@@ -163,6 +164,7 @@ class OrderWorkflow:
             return
         if self._progress.status in UNPAID:
             await self._move_to(OrderStatus.FAILED, "done", code, reason)
+            await self._vendor_event("order.failed")
             return
         _count_attention(code)
         await self._move_to(OrderStatus.NEEDS_ATTENTION, "ended; an operator must settle it", code, reason)
@@ -192,6 +194,7 @@ class OrderWorkflow:
             self._progress.step = "charging the wallet"
             await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
         await self._move_to(OrderStatus.COMPLETED, "done")
+        await self._vendor_event("order.completed")
         if order.channel is Channel.B2C and not await self._notify(MailTemplate.ESIMS_READY):
             await workflow.execute_local_activity(QUEUE_ESIMS_READY, order.order_id, **LOCAL_STEP)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))
@@ -227,6 +230,7 @@ class OrderWorkflow:
             self._progress.step = "releasing the held funds"
             await workflow.execute_local_activity(VOID_HOLD, self._order, **LOCAL_STEP)
             await self._move_to(OrderStatus.FAILED, "done", code, reason)
+            await self._vendor_event("order.failed")
             return
         self._progress.step = "refunding the card payment"
         assert self._payment.intent_id is not None
@@ -322,6 +326,12 @@ class OrderWorkflow:
             return False
         await notify(Notify(template=template, order_id=self._order.order_id, occurrence=occurrence))
         return True
+
+    async def _vendor_event(self, event_type: str) -> None:
+        """Vendors hear of their orders' ends by webhook (behind the `vendor-webhooks` patch). A refused
+        order (the 402 the vendor was answered at once) sends none."""
+        if self._order.channel is Channel.B2B:
+            await emit_webhook(event_type, order_id=self._order.order_id)
 
     async def _hold_funds(self) -> bool:
         self._progress.step = "holding funds on the wallet"

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notification import notify
     from workflows.order import SUPPLIER_RETRIES, failure_reason
     from workflows.payment import LOCAL_STEP, STRIPE_CALL
+    from workflows.webhook_delivery import emit_webhook
 
 FAILED_AT_STRIPE = ("failed", "canceled")
 REVOCATION_BUDGET = timedelta(
@@ -95,6 +96,13 @@ class RefundWorkflow:
                 to_revoke = await self._refund_card(plan)
         except (ActivityError, ApplicationError) as failure:
             await self._settle(RefundStatus.FAILED, failure_reason(failure)[1])
+        if plan.channel is Channel.B2B and self._progress.state in (
+            RefundState.SUCCEEDED,
+            RefundState.FAILED,
+        ):
+            succeeded = self._progress.state is RefundState.SUCCEEDED
+            event = "refund.succeeded" if succeeded else "refund.failed"
+            await emit_webhook(event, refund_id=refund.refund_id)
         if (
             self._progress.state is RefundState.SUCCEEDED
             and plan.channel is Channel.B2C

@@ -7,6 +7,7 @@ from workflows.order import OrderWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.topup import TopupWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 WORKFLOWS: list[type] = [
     CatalogueSyncWorkflow,
@@ -16,4 +17,5 @@ WORKFLOWS: list[type] = [
     ReconciliationWorkflow,
     RefundWorkflow,
     TopupWorkflow,
+    WebhookDeliveryWorkflow,
 ]

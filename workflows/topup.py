@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notification import notify
     from workflows.order import failure_reason
     from workflows.payment import LOCAL_STEP, CardPayment, Settlement
+    from workflows.webhook_delivery import emit_webhook
 
 
 def topup_workflow_id(topup_id: object) -> str:
@@ -82,9 +83,11 @@ class TopupWorkflow:
                     template=MailTemplate.TOPUP_RECEIPT, topup_id=topup.topup_id, vendor_id=topup.vendor_id
                 )
                 await notify(receipt)
+            await emit_webhook("topup.completed", topup_id=topup.topup_id)
         else:
             failed = settlement is Settlement.CANCELED
             self._progress.status = TopupStatus.FAILED if failed else TopupStatus.EXPIRED
+            await emit_webhook("topup.failed", topup_id=topup.topup_id)
 
     async def _declined(self, reason: str | None) -> None:
         self._progress.status, self._progress.failure_reason = TopupStatus.PAYMENT_FAILED, reason

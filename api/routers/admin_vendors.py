@@ -28,10 +28,21 @@ from api.schemas.vendors import (
     VendorOut,
     WalletOut,
 )
+from api.schemas.webhooks import WebhookDeliveryOut
 from ttelgo import ledger, vendors
 from ttelgo.audit import record_action
 from ttelgo.errors import AppError
-from ttelgo.models import AccountKind, ApiKey, LedgerEntryType, Vendor, VendorStatus, VendorUserRole
+from ttelgo.models import (
+    AccountKind,
+    ApiKey,
+    DeliveryStatus,
+    LedgerEntryType,
+    Vendor,
+    VendorStatus,
+    VendorUserRole,
+)
+from ttelgo.webhooks import WebhookEventType
+from ttelgo.webhooks.outbox import deliveries_query
 
 router = APIRouter(prefix="/api/v1/admin/vendors", tags=["admin: vendors"])
 
@@ -267,3 +278,21 @@ async def add_member(
             request_id=request_id(request),
         )
     return MemberOut.model_validate(member)
+
+
+@router.get(
+    "/{vendor_id}/webhook-deliveries",
+    response_model=Page[WebhookDeliveryOut],
+    summary="The vendor's webhook deliveries, newest first (filters `status`, `type`)",
+)
+async def list_webhook_deliveries(
+    vendor_id: uuid.UUID,
+    _: Admin,
+    session: Session,
+    paging: Paging,
+    status: DeliveryStatus | None = None,
+    event_type: Annotated[WebhookEventType | None, Query(alias="type")] = None,
+) -> Page[WebhookDeliveryOut]:
+    await vendors.get_vendor(session, vendor_id)
+    query = deliveries_query(vendor_id, status, event_type.value if event_type else None)
+    return await paging.fetch_page(session, query, WebhookDeliveryOut)

@@ -1,5 +1,5 @@
-"""Vendor self-service: wallet and statement (API key or team member); API keys and the webhook URL
-(team members only: a key must not be able to mint more keys)."""
+"""Vendor self-service: wallet and statement (API key or team member); API keys (team members only: a
+key must not be able to mint more keys). The webhook endpoints are in `vendor_webhooks`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from api.deps import AnyVendor, Session, VendorCaller, request_id, require_vendor_member
 from api.pagination import Page, Paging
 from api.schemas.orders import LedgerEntryOut
-from api.schemas.vendors import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, WalletOut, WebhookOut, WebhookUpdate
+from api.schemas.vendors import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, WalletOut
 from ttelgo import ledger, vendors
 from ttelgo.errors import AppError
 from ttelgo.models import ApiKey, VendorLedgerEntry, VendorUserRole
@@ -83,18 +83,3 @@ async def revoke_key(request: Request, key_id: uuid.UUID, member: Member, sessio
             request_id=request_id(request),
         )
     return Response(status_code=204)
-
-
-@router.put("/webhook", response_model=WebhookOut, summary="Where order events are sent (signed)")
-async def set_webhook(request: Request, body: WebhookUpdate, member: Member, session: Session) -> WebhookOut:
-    _manager(member)
-    async with session.begin():
-        vendor = await vendors.get_vendor(session, member.vendor_id, lock=True)
-        vendors.set_webhook(
-            session,
-            vendor,
-            url=str(body.url) if body.url else None,
-            actor=member.actor,
-            request_id=request_id(request),
-        )
-    return WebhookOut(url=vendor.webhook_url, secret=vendor.webhook_secret)

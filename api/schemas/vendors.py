@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from ttelgo.models import BillingMode, VendorStatus, VendorUserRole
 
@@ -107,12 +107,3 @@ class MemberOut(BaseModel):
     email: str
     role: VendorUserRole
     created_at: datetime
-
-
-class WebhookUpdate(BaseModel):
-    url: HttpUrl | None
-
-
-class WebhookOut(BaseModel):
-    url: str | None
-    secret: str | None = Field(description="signing secret, shown when the URL is set")

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ttelgo.models.base import Base, SoftDelete, Timestamps, currency_check, text_enum, uuid_pk
@@ -83,6 +84,11 @@ class Vendor(Timestamps, SoftDelete, Base):
     markup_bps: Mapped[int | None] = mapped_column(Integer)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # The event types the vendor subscribes to; NULL means every type.
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSONB)
+    # After a rotation the previous secret keeps signing, alongside the new one, until it expires.
+    webhook_previous_secret: Mapped[str | None] = mapped_column(String(128))
+    webhook_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -94,6 +94,7 @@ class WebhookDelivery(Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("vendor_id", "event_id"),
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_vendor_id_created_at", "vendor_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -108,6 +109,8 @@ class WebhookDelivery(Timestamps, Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    redeliveries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class ApiUsageLog(CreatedAt, Base):
