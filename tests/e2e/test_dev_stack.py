@@ -12,12 +12,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from ttelgo.sandbox import smtp_server
 from ttelgo.sandbox.processes import free_port
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +38,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
             "LOCALSTRIPE_PORT",
             "ESIMGO_SIM_PORT",
             "WORKER_METRICS_PORT",
+            "SMTP_PORT",
         )
     }
     unset = (
@@ -118,6 +121,21 @@ def place_card_order(api: str, proc: subprocess.Popen[str], email: str) -> tuple
     return order, headers
 
 
+def wait_for_mail(folder: Path, template: str, proc: subprocess.Popen[str]) -> EmailMessage:
+    """The message of that template the dev stack's SMTP server wrote to its folder."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = [
+            m
+            for m in map(smtp_server.read, smtp_server.messages(folder))
+            if m["X-TTelGo-Template"] == template
+        ]
+        if found:
+            return found[0]
+        assert proc.poll() is None and time.monotonic() < deadline, f"no {template} mail in {folder}"
+        time.sleep(0.5)
+
+
 def dev_pay(env: dict[str, str], order_id: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TTELGO, "dev", "pay", order_id], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -150,7 +168,11 @@ def test_dev_stack_runs_restarts_with_its_data_and_stops_clean(tmp_path: Path) -
         namespaces = httpx.get(f"{ui}/api/v1/namespaces", timeout=5)
         assert namespaces.status_code == 200
         assert "default" in namespaces.text
-        card_order_walkthrough(api, env, proc)
+        done = card_order_walkthrough(api, env, proc)
+        ready = wait_for_mail(tmp_path / "data" / "mail", "esims_ready", proc)
+        assert ready["To"] == "traveller@example.com"
+        assert done["esims"][0]["lpa"] in ready.get_body(preferencelist=("plain",)).get_content()
+        assert [p.get_content_type() for p in ready.walk()].count("image/png") == 1
         output = stop_and_assert_nothing_left(proc)
     for shown in (f"{api}/docs", ui, "ops@example.com", "logs"):
         assert shown in output
