@@ -53,6 +53,13 @@ NEEDS_OPERATOR = frozenset({REFERENCE_LOST, ICCID_CONFLICT, INCOMPLETE_DELIVERY}
 REFUND_FAILED = "REFUND_FAILED"  # a card order whose compensation refund Stripe refused: an admin refunds it
 
 
+class PostedHold(BaseModel):
+    """What posting an order's hold answers (older histories recorded None): whether this debit took the
+    wallet's available balance below the vendor's low-balance threshold, decided under the wallet lock."""
+
+    low_balance: bool = False
+
+
 class OrderInput(BaseModel):
     """Everything the order workflow needs, priced by the API before the start (prices never change after)."""
 
@@ -344,6 +351,9 @@ EMIT_WEBHOOK = "webhooks.emit"  # local: write the delivery row (once per event)
 SEND_WEBHOOK = "webhooks.send"  # one signed POST; records the attempt on the row
 FINISH_WEBHOOK = "webhooks.finish"  # local: the window is spent (or the event cannot be sent): FAILED
 WEBHOOK_PATCH = "vendor-webhooks"  # workflows that emit vendor events; older histories do not
+# Emissions added later to paths already behind WEBHOOK_PATCH: histories recorded with it do not have them.
+ORDER_REFUNDED_PATCH = "vendor-webhooks-order-refunded"  # refunds: `order.refunded` on a full refund
+LOW_BALANCE_PATCH = "low-balance-alerts"  # wallet orders: `wallet.low_balance` and its e-mail
 WEBHOOK_WORKFLOW = "WebhookDelivery"
 WEBHOOK_EVENT_NAMESPACE = uuid.UUID("5f1c7f0e-7a53-4c8e-9a57-0b8f1f2f8e11")
 

@@ -16,11 +16,13 @@ from activities.contracts import (
     POST_HOLD,
     VOID_HOLD,
     OrderInput,
+    PostedHold,
     RefundInput,
     RefundPlan,
     TopupInput,
 )
 from ttelgo import ledger
+from ttelgo.low_balance import order_debit_crossing
 from ttelgo.models import AccountKind, LedgerEntryType
 
 
@@ -85,8 +87,14 @@ class LedgerActivities:
             raise ApplicationError(exc.detail, type=exc.code, non_retryable=True) from exc
 
     @activity.defn(name=POST_HOLD)
-    async def post_hold(self, order: OrderInput) -> None:
-        await ledger.post_pending(self.sessions, f"{order.workflow_id}:post", hold_id(order))
+    async def post_hold(self, order: OrderInput) -> PostedHold:
+        """Posts the hold (once) and tells whether this debit took the wallet under the vendor's
+        low-balance threshold, from the statement row written under the wallet lock (a retry answers
+        the same)."""
+        posting = await ledger.post_pending(self.sessions, f"{order.workflow_id}:post", hold_id(order))
+        async with self.sessions() as session:
+            crossing = await order_debit_crossing(session, transfer_id=posting.id)
+        return PostedHold(low_balance=crossing is not None)
 
     @activity.defn(name=VOID_HOLD)
     async def void_hold(self, order: OrderInput) -> None:

@@ -37,6 +37,7 @@ from activities.contracts import (
     notification_workflow_id,
 )
 from ttelgo.ledger.accounts import vendor_wallet, wallet_balance
+from ttelgo.low_balance import order_debit_crossing
 from ttelgo.mail.render import TemplateProblem, render
 from ttelgo.mail.smtp import SmtpMailer, describe, is_permanent
 from ttelgo.models import (
@@ -78,7 +79,12 @@ class NotificationActivities:
         """Writes the row (once per dedupe key) and starts its delivery; both are safe to repeat."""
         try:
             async with self.sessions() as session, session.begin():
-                row = await queue_notification(session, request)
+                if request.template is MailTemplate.LOW_BALANCE:
+                    row = await _queue_order_low_balance(session, request)
+                    if row is None:
+                        return
+                else:
+                    row = await queue_notification(session, request)
         except Unqueueable as exc:
             raise ApplicationError(str(exc), type="NOTIFICATION_UNQUEUEABLE", non_retryable=True) from exc
         if row.status is not NotificationStatus.SENT:
@@ -269,8 +275,9 @@ async def queue_low_balance(
     occurrence: str,
 ) -> Notification:
     """A low-balance warning to the vendor's contact e-mail (`occurrence` marks the crossing, e.g. the
-    transfer that took the wallet under the threshold). No workflow calls this yet; the caller starts
-    the delivery with `start_delivery` after its transaction commits."""
+    transfer that took the wallet under the threshold). The order workflow queues it through
+    `notifications.queue` (`Notify(LOW_BALANCE, order_id=…)`); a caller starts the delivery with
+    `start_delivery` after its transaction commits."""
     vendor = await _get(session, Vendor, vendor_id)
     request = Notify(template=MailTemplate.LOW_BALANCE, vendor_id=vendor_id, occurrence=occurrence)
     key = dedupe_key(request)
@@ -294,6 +301,24 @@ async def queue_low_balance(
     row = await session.scalar(select(Notification).where(Notification.dedupe_key == key))
     assert row is not None
     return row
+
+
+async def _queue_order_low_balance(session: AsyncSession, request: Notify) -> Notification | None:
+    """The warning for the crossing an order's wallet debit caused (None: it caused none), once per
+    crossing: the posting's transfer id marks it."""
+    if request.order_id is None:
+        raise Unqueueable("a low-balance warning is queued for the order whose debit crossed")
+    crossing = await order_debit_crossing(session, order_id=request.order_id)
+    if crossing is None:
+        return None
+    return await queue_low_balance(
+        session,
+        crossing.vendor_id,
+        crossing.available_minor,
+        crossing.threshold_minor,
+        crossing.currency,
+        occurrence=crossing.transfer_id,
+    )
 
 
 async def _get(session: AsyncSession, model: type, key: uuid.UUID | None) -> Any:

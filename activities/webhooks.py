@@ -33,6 +33,7 @@ from activities.contracts import (
     WebhookJob,
     webhook_workflow_id,
 )
+from ttelgo.low_balance import order_debit_crossing
 from ttelgo.models import DeliveryStatus, Esim, Order, Payment, Refund, Vendor, WebhookDelivery
 from ttelgo.qr import lpa
 from ttelgo.webhooks import UnsafeWebhookUrl, check_url_resolves, sign_headers, signing_secrets
@@ -183,7 +184,7 @@ class WebhookActivities:
 async def _event_data(session: AsyncSession, event: EmitWebhook) -> tuple[Vendor, dict[str, Any]] | None:
     """The vendor the event is for and what it carries; None for a card customer's order or refund."""
     kind = event.event_type
-    if kind in (Event.ORDER_COMPLETED, Event.ORDER_FAILED):
+    if kind in (Event.ORDER_COMPLETED, Event.ORDER_FAILED, Event.ORDER_REFUNDED):
         order = await _get(session, Order, event.order_id)
         data = _order(order)
         if kind == Event.ORDER_COMPLETED:
@@ -222,6 +223,19 @@ async def _event_data(session: AsyncSession, event: EmitWebhook) -> tuple[Vendor
             "failure_reason": payment.failure_message,
         }
         vendor_id = payment.vendor_id
+    elif kind == Event.WALLET_LOW_BALANCE:
+        # The figures of the crossing itself (the order's posting), not of whenever this step runs.
+        crossing = await order_debit_crossing(session, order_id=event.order_id)
+        if crossing is None:
+            return None
+        data = {
+            "vendor_id": str(crossing.vendor_id),
+            "balance_minor": crossing.balance_minor,
+            "available_minor": crossing.available_minor,
+            "threshold_minor": crossing.threshold_minor,
+            "currency": crossing.currency,
+        }
+        vendor_id = crossing.vendor_id
     else:
         raise ApplicationError(f"unknown event type {kind}", type="WEBHOOK_EVENT_UNKNOWN", non_retryable=True)
     if vendor_id is None:

@@ -30,6 +30,7 @@ def vendor_view(vendor: Vendor) -> dict[str, Any]:
         "billing_mode": vendor.billing_mode.value,
         "credit_limit_minor": vendor.credit_limit_minor,
         "markup_bps": vendor.markup_bps,
+        "low_balance_threshold_minor": vendor.low_balance_threshold_minor,
     }
 
 
@@ -161,6 +162,20 @@ async def set_markup(
     before = vendor_view(vendor)
     vendor.markup_bps = markup_bps
     _audit_change(session, vendor, "vendor.markup", before, actor=actor, request_id=request_id)
+    return vendor
+
+
+async def set_low_balance_threshold(
+    session: AsyncSession,
+    vendor: Vendor,
+    *,
+    threshold_minor: int | None,
+    actor: str,
+    request_id: str | None,
+) -> Vendor:
+    before = vendor_view(vendor)
+    vendor.low_balance_threshold_minor = threshold_minor
+    _audit_change(session, vendor, "vendor.low_balance_threshold", before, actor=actor, request_id=request_id)
     return vendor
 
 

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         CREATE_ORDER_RECORD,
         FETCH_INSTALL_DETAILS,
         HOLD_FUNDS,
+        LOW_BALANCE_PATCH,
         NEEDS_OPERATOR,
         NOTIFICATION_PATCH,
         PLACE_SUPPLIER_ORDER,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         MailTemplate,
         Notify,
         OrderInput,
+        PostedHold,
         RefundRequest,
         StatusChange,
         StoreEsims,
@@ -190,11 +192,16 @@ class OrderWorkflow:
                 await self._give_money_back(code, reason)
                 await self._release_bought_bundles()
                 return
+        posted: PostedHold | None = None  # histories recorded before low-balance alerts hold None
         if order.channel is Channel.B2B:
             self._progress.step = "charging the wallet"
-            await workflow.execute_local_activity(POST_HOLD, order, **LOCAL_STEP)
+            posted = await workflow.execute_local_activity(
+                POST_HOLD, order, result_type=PostedHold | None, **LOCAL_STEP
+            )
         await self._move_to(OrderStatus.COMPLETED, "done")
         await self._vendor_event("order.completed")
+        if posted is not None and posted.low_balance and workflow.patched(LOW_BALANCE_PATCH):
+            await self._low_balance()
         if order.channel is Channel.B2C and not await self._notify(MailTemplate.ESIMS_READY):
             await workflow.execute_local_activity(QUEUE_ESIMS_READY, order.order_id, **LOCAL_STEP)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))
@@ -332,6 +339,19 @@ class OrderWorkflow:
         order (the 402 the vendor was answered at once) sends none."""
         if self._order.channel is Channel.B2B:
             await emit_webhook(event_type, order_id=self._order.order_id)
+
+    async def _low_balance(self) -> None:
+        """This order's debit took the wallet under the vendor's threshold (the posting step decided, under
+        the wallet lock): a `wallet.low_balance` event and the e-mail to the vendor's contact, each once
+        (the event id and the e-mail's dedupe key come from this run and its posting)."""
+        await emit_webhook("wallet.low_balance", order_id=self._order.order_id)
+        await notify(
+            Notify(
+                template=MailTemplate.LOW_BALANCE,
+                order_id=self._order.order_id,
+                vendor_id=self._order.vendor_id,
+            )
+        )
 
     async def _hold_funds(self) -> bool:
         self._progress.step = "holding funds on the wallet"

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         CREATE_CARD_REFUND,
         CREDIT_REFUND,
         NOTIFICATION_PATCH,
+        ORDER_REFUNDED_PATCH,
         READ_CARD_REFUND,
         RESERVE_REFUND,
         REVOKE_BUNDLES,
@@ -103,6 +104,10 @@ class RefundWorkflow:
             succeeded = self._progress.state is RefundState.SUCCEEDED
             event = "refund.succeeded" if succeeded else "refund.failed"
             await emit_webhook(event, refund_id=refund.refund_id)
+            # Bundles to revoke are answered only by the settlement that made the order fully refunded
+            # (under the order's lock), so of refunds that race, one emits `order.refunded`.
+            if succeeded and to_revoke and workflow.patched(ORDER_REFUNDED_PATCH):
+                await emit_webhook("order.refunded", order_id=refund.order_id)
         if (
             self._progress.state is RefundState.SUCCEEDED
             and plan.channel is Channel.B2C

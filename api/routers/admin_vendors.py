@@ -19,6 +19,7 @@ from api.schemas.vendors import (
     ApiKeyOut,
     BalanceAdjustment,
     BillingUpdate,
+    LowBalanceUpdate,
     MarkupUpdate,
     MemberCreate,
     MemberOut,
@@ -165,6 +166,26 @@ async def update_markup(
         vendor = await vendors.get_vendor(session, vendor_id, lock=True)
         await vendors.set_markup(
             session, vendor, markup_bps=body.markup_bps, actor=admin.actor, request_id=request_id(request)
+        )
+    return await _detail(session, vendor)
+
+
+@router.patch(
+    "/{vendor_id}/low-balance",
+    response_model=VendorDetail,
+    summary="The available balance under which the vendor is warned (webhook and e-mail); null: never",
+)
+async def update_low_balance(
+    request: Request, vendor_id: uuid.UUID, body: LowBalanceUpdate, admin: Admin, session: Session
+) -> VendorDetail:
+    async with session.begin():
+        vendor = await vendors.get_vendor(session, vendor_id, lock=True)
+        await vendors.set_low_balance_threshold(
+            session,
+            vendor,
+            threshold_minor=body.threshold_minor,
+            actor=admin.actor,
+            request_id=request_id(request),
         )
     return await _detail(session, vendor)
 

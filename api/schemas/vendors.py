@@ -46,6 +46,7 @@ class VendorOut(BaseModel):
     credit_limit_minor: int
     currency: str
     markup_bps: int | None
+    low_balance_threshold_minor: int | None = None
     webhook_url: str | None
     approved_at: datetime | None
     suspended_at: datetime | None
@@ -72,6 +73,14 @@ class BillingUpdate(BaseModel):
 
 class MarkupUpdate(BaseModel):
     markup_bps: int | None = Field(ge=0, le=100_000, description="null falls back to the platform default")
+
+
+class LowBalanceUpdate(BaseModel):
+    threshold_minor: int | None = Field(
+        ge=-(10**15),
+        le=10**15,
+        description="alert when an order takes the available balance below this (minor units); null: never",
+    )
 
 
 class ApiKeyCreate(BaseModel):

@@ -82,6 +82,9 @@ class Vendor(Timestamps, SoftDelete, Base):
     credit_limit_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     # Vendor price = wholesale × (1 + markup); NULL means the platform default in system_config.
     markup_bps: Mapped[int | None] = mapped_column(Integer)
+    # A `wallet.low_balance` webhook and e-mail when an order takes the wallet's available balance below
+    # this (having been at or above it); NULL means no alert.
+    low_balance_threshold_minor: Mapped[int | None] = mapped_column(BigInteger)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
     # The event types the vendor subscribes to; NULL means every type.

@@ -11,10 +11,12 @@ from typing import Any
 class WebhookEventType(StrEnum):
     ORDER_COMPLETED = "order.completed"
     ORDER_FAILED = "order.failed"
+    ORDER_REFUNDED = "order.refunded"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
     TOPUP_COMPLETED = "topup.completed"
     TOPUP_FAILED = "topup.failed"
+    WALLET_LOW_BALANCE = "wallet.low_balance"
     PING = "ping"
 
 
