@@ -137,25 +137,7 @@ class RefundActivities:
             if settlement.outcome is not RefundStatus.SUCCEEDED:
                 order.refunded_minor -= refund.amount_minor  # the reservation, or the refund, is undone
             await session.flush()
-            # Statuses follow the money that has actually gone back, not what is still pending.
-            settled = await _settled_minor(session, order)
-            if settled == 0:
-                # Nothing went back (or it came back): a delivered order is whole again, one that failed
-                # and delivered nothing is FAILED again, still with REFUND_FAILED for an admin.
-                delivered = await session.scalar(
-                    select(func.count()).select_from(Esim).where(Esim.order_id == order.id)
-                )
-                order.status = OrderStatus.COMPLETED if delivered else OrderStatus.FAILED
-            else:
-                full = settled == order.total_minor
-                order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
-            if payment is not None:
-                payment.refunded_minor = settled
-                if settled == 0:
-                    payment.status = PaymentStatus.SUCCEEDED
-                else:
-                    full = settled == payment.amount_minor
-                    payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+            await follow_refunded_money(session, order, payment)
             return await self._to_revoke(session, order, settlement.outcome)
 
     @staticmethod
@@ -166,6 +148,35 @@ class RefundActivities:
             select(Esim).where(Esim.order_id == order.id, Esim.status != EsimStatus.REVOKED)
         )
         return [RevokeBundle(iccid=e.iccid, bundle_name=e.bundle_name) for e in esims]
+
+
+async def follow_refunded_money(session: AsyncSession, order: Order, payment: Payment | None) -> None:
+    """Order and payment statuses follow the money that has actually gone back (succeeded refunds, ours or
+    made outside TTelGo), not what is still pending. The caller holds both rows locked."""
+    settled = await _settled_minor(session, order)
+    if settled == 0:
+        # Nothing went back (or it came back): a delivered order is whole again, one that failed and
+        # delivered nothing is FAILED again, still with REFUND_FAILED for an admin.
+        delivered = await session.scalar(
+            select(func.count()).select_from(Esim).where(Esim.order_id == order.id)
+        )
+        order.status = OrderStatus.COMPLETED if delivered else OrderStatus.FAILED
+    else:
+        full = settled == order.total_minor
+        order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+    if payment is not None:
+        payment.refunded_minor = settled
+        if settled == 0:
+            payment.status = PaymentStatus.SUCCEEDED
+        else:
+            full = settled == payment.amount_minor
+            payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+
+
+def follows_refunds(order: Order) -> bool:
+    """An order whose status is the refunds' to decide: one that can be refunded, or has been in full.
+    Anything else is still owned by its running workflow."""
+    return refundable(order) or order.status is OrderStatus.REFUNDED
 
 
 async def _settled_minor(session: AsyncSession, order: Order) -> int:

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 import stripe
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from activities import reconciliation
 from tests.b2c.conftest import STRIPE_KEY
@@ -173,3 +173,26 @@ async def test_a_stripe_listing_cut_short_says_so(recon: Recon, monkeypatch: pyt
 
     run = await recon.run()
     assert any("listing of payment intents stopped at its limit of 1" in n for n in run["notes"]), run
+
+
+async def test_a_dashboard_refund_of_a_refund_failed_order_settles_it(recon: Recon) -> None:
+    customer = await recon.world.customer()
+    order = await recon.world.paid_order(customer)
+    # As the order workflow leaves a card order whose automatic refund Stripe refused, eSIMs never stored.
+    async with recon.world.sessions() as session, session.begin():
+        await session.execute(
+            update(Order)
+            .where(Order.id == uuid.UUID(order["id"]))
+            .values(status=OrderStatus.FAILED, failure_code="REFUND_FAILED")
+        )
+        await session.execute(text("DELETE FROM esims WHERE order_id = :id"), {"id": uuid.UUID(order["id"])})
+    payment = await _payment(recon, order["id"])
+    _dashboard(recon).v1.refunds.create(
+        params={"payment_intent": payment.provider_payment_id, "amount": order["total_minor"]}
+    )
+
+    await recon.run()
+
+    row = await recon.order_row(order["id"])
+    assert (row.status.value, row.refunded_minor) == ("REFUNDED", order["total_minor"])
+    assert (await _payment(recon, order["id"])).status is PaymentStatus.REFUNDED
