@@ -53,10 +53,12 @@ from activities.contracts import (
     UnclaimedSupplierOrder,
 )
 from activities.esimgo import CLOCK_SKEW, FINISHED, claim_supplier_order
+from activities.refunds import follow_refunded_money, follows_refunds
 from activities.supplier_errors import as_application_error
 from ttelgo.audit import record_action
 from ttelgo.esimgo import EsimGoClient, SupplierError
 from ttelgo.models import (
+    TERMINAL_ORDER_STATES,
     AuditLog,
     Esim,
     FindingAction,
@@ -77,14 +79,8 @@ from ttelgo.payments.gateway import ListingUnsupported, StripeRefund
 
 # An order in one of these is waiting for its workflow; once that workflow has closed, nothing moves it.
 # NEEDS_ATTENTION is left out: it already waits for an operator by design.
-NOT_TERMINAL = (
-    OrderStatus.CREATED,
-    OrderStatus.PAYMENT_PENDING,
-    OrderStatus.PAYMENT_FAILED,
-    OrderStatus.PAID,
-    OrderStatus.PROVISIONING,
-)
-UNPAID = (
+NOT_TERMINAL = frozenset(OrderStatus) - TERMINAL_ORDER_STATES - {OrderStatus.NEEDS_ATTENTION}
+NEVER_PAID = (
     OrderStatus.CREATED,
     OrderStatus.PAYMENT_PENDING,
     OrderStatus.PAYMENT_FAILED,
@@ -103,8 +99,6 @@ ADOPT_CANDIDATES = 20
 ADOPT_LOCK_TIMEOUT_MS = 2000
 LOCK_NOT_AVAILABLE = "55P03"
 USED_BUNDLE_STATES = frozenset({"active", "depleted"})  # started: revoking refunds nothing
-# Refund statuses follow the money only on orders that have finished; a running workflow owns the others.
-SETTLED_ORDER_STATES = (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
 SETTLED_PAYMENT_STATES = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 STUCK_SCAN_LIMIT = 500
 # Supplier orders are listed newest first, this many pages of this many.
@@ -545,23 +539,8 @@ class ReconciliationActivities:
         )
         order.refunded_minor += refund.amount_minor
         await session.flush()
-        settled = int(
-            await session.scalar(
-                select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-                    Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
-                )
-            )
-            or 0
-        )
-        # The same rules as a refund of ours (activities/refunds.py): statuses follow what went back.
-        if order.status in SETTLED_ORDER_STATES and settled:
-            full = settled >= order.total_minor
-            order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
-        if payment.status in SETTLED_PAYMENT_STATES:
-            payment.refunded_minor = settled
-            if settled:
-                full = settled >= payment.amount_minor
-                payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+        if follows_refunds(order):  # the same rules as a refund of ours
+            await follow_refunded_money(session, order, payment)
         record_action(
             session,
             actor=RECONCILIATION_ACTOR,
@@ -649,7 +628,7 @@ async def _workflow_state(client: Client, workflow_id: str) -> str:
 def _payment_problem(order: Order, payment: Payment | None, intent_id: str) -> str | None:
     """What our records get wrong about a succeeded intent for `order`, or None."""
     recorded = payment is not None and payment.provider_payment_id == intent_id
-    if order.status in UNPAID:
+    if order.status in NEVER_PAID:
         return "order not paid"
     if not recorded:
         return "order paid by another intent" if payment is not None else "payment not recorded"

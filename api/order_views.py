@@ -19,20 +19,12 @@ from api.problems import Outage, outage_of, unavailable
 from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut
 from api.starting import start_with_update
 from ttelgo.errors import AppError
-from ttelgo.models import Esim, Order, OrderStatus
+from ttelgo.models import TERMINAL_ORDER_STATES, Esim, Order, OrderStatus
 from ttelgo.qr import lpa, qr_png
 from workflows.order import UNPAID, Acceptance, OrderProgress, OrderWorkflow, search_attributes
 
 # uuid5 namespace: an order's id comes from its caller and Idempotency-Key, so a retry finds the same order.
 ORDER_IDS = uuid.UUID("8a4f6f0e-3c1d-4b53-9a52-2f0c8f6b1e10")
-TERMINAL = {
-    OrderStatus.COMPLETED,
-    OrderStatus.FAILED,
-    OrderStatus.EXPIRED,
-    OrderStatus.CANCELED,
-    OrderStatus.REFUNDED,
-    OrderStatus.PARTIALLY_REFUNDED,
-}
 
 
 # Live progress is a bonus on top of the stored record: asked with a short deadline (a query needs a worker
@@ -46,7 +38,7 @@ def order_id_for(scope: str, idempotency_key: str) -> uuid.UUID:
 
 
 async def live_progress(request: Request, order: Order) -> LiveProgress | None:
-    if order.status in TERMINAL:
+    if order.status in TERMINAL_ORDER_STATES:
         return None
     handle = request.app.state.temporal.get_workflow_handle(order.workflow_id)
     deadline = LIVE_PROGRESS_DEADLINE

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from activities.contracts import OrderInput
 from api.deps import AnyVendor, Session, VendorCaller, request_id, vendor_role
 from api.idempotency import idempotency_key, idempotent
-from api.order_views import TERMINAL, esim_qr_response, order_detail, order_id_for, start_and_accept
+from api.order_views import esim_qr_response, order_detail, order_id_for, start_and_accept
 from api.pagination import Page, Paging
 from api.problems import outage_of
 from api.refunds import request_refund
@@ -25,7 +25,7 @@ from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
 from ttelgo import vendors
 from ttelgo.audit import record_action
 from ttelgo.errors import CATALOGUE, AppError
-from ttelgo.models import Channel, Order, OrderStatus, VendorUserRole
+from ttelgo.models import TERMINAL_ORDER_STATES, Channel, Order, OrderStatus, VendorUserRole
 from workflows.order import order_workflow_id
 
 router = APIRouter(prefix="/api/v1/vendor/orders", tags=["vendor: orders"])
@@ -115,7 +115,7 @@ async def create_order(
             await _wait_for_end(workflow, wait)
         async with request.app.state.sessions() as session:
             detail = await _detail(request, session, await _own_order(session, caller, order_id))
-        done = detail.status in TERMINAL
+        done = detail.status in TERMINAL_ORDER_STATES
         return JSONResponse(
             detail.model_dump(mode="json"),
             status_code=201 if done else 202,

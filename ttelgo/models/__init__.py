@@ -32,6 +32,7 @@ from ttelgo.models.ops import (
     WebhookEventStatus,
 )
 from ttelgo.models.orders import (
+    TERMINAL_ORDER_STATES,
     Channel,
     Esim,
     EsimStatus,
@@ -55,6 +56,7 @@ from ttelgo.models.reconciliation import (
 )
 
 __all__ = [
+    "TERMINAL_ORDER_STATES",
     "Account",
     "AccountKind",
     "ApiKey",

@@ -36,6 +36,19 @@ class OrderStatus(StrEnum):
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
 
+# Nothing will move an order in these any more (refunds aside, which have their own workflows).
+TERMINAL_ORDER_STATES = frozenset(
+    {
+        OrderStatus.COMPLETED,
+        OrderStatus.FAILED,
+        OrderStatus.EXPIRED,
+        OrderStatus.CANCELED,
+        OrderStatus.REFUNDED,
+        OrderStatus.PARTIALLY_REFUNDED,
+    }
+)
+
+
 class PaymentPurpose(StrEnum):
     ORDER = "ORDER"
     TOPUP = "TOPUP"
