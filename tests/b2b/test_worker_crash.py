@@ -6,41 +6,21 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from tests.b2b.conftest import B2B
+from tests.support.stack import stop_worker_processes, wait_for, worker_process
 from ttelgo.models import Transfer, TransferKind
-from ttelgo.sandbox.processes import ManagedProcess, free_port
-from workflows.catalogue_sync import SCHEDULE_ID
-from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _worker(b2b: B2B, log: Path) -> ManagedProcess:
-    env = {
-        **os.environ,
-        **b2b.settings.service_env(),
-        "WORKER_METRICS_PORT": str(free_port()),
-        "CATALOGUE_SYNC_MINUTES": "60",
-    }
-    return ManagedProcess("worker", [sys.executable, "worker.py"], log, env, ROOT).start()
-
-
-async def _wait_for(predicate: Callable[[], Awaitable[bool]]) -> None:
-    while not await predicate():  # noqa: ASYNC110 - polling other processes, nothing to wait on here
-        await asyncio.sleep(0.1)
+from ttelgo.sandbox.processes import ManagedProcess
 
 
 @pytest.mark.parametrize("b2b", [{"worker": False}], indirect=True)
 async def test_sigkill_mid_provisioning_then_restart(b2b: B2B, tmp_path: Path) -> None:
-    first = _worker(b2b, tmp_path / "worker-1.log")
+    first = worker_process(b2b.settings, tmp_path / "worker-1.log")
     second: ManagedProcess | None = None
     try:
         vendor = await b2b.new_vendor(balance=10_000)
@@ -53,23 +33,19 @@ async def test_sigkill_mid_provisioning_then_restart(b2b: B2B, tmp_path: Path) -
             return b2b.sim.stats()["requests"].get("POST /orders", 0) >= 1
 
         async with asyncio.timeout(60):
-            await _wait_for(supplier_called)
+            await wait_for(supplier_called)
         os.kill(first.pid, signal.SIGKILL)  # mid-call: the supplier answers after the worker is gone
         first.stop()
-        second = _worker(b2b, tmp_path / "worker-2.log")
+        second = worker_process(b2b.settings, tmp_path / "worker-2.log")
 
         async def completed() -> bool:
             polled = await b2b.api.get(f"/api/v1/vendor/orders/{order_id}", headers=vendor.headers)
             return polled.json()["status"] == "COMPLETED"
 
         async with asyncio.timeout(90):
-            await _wait_for(completed)
+            await wait_for(completed)
     finally:
-        for worker in (first, second):
-            if worker:
-                worker.stop()
-        for schedule in (SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID):  # the worker process made both
-            await b2b.temporal.get_schedule_handle(schedule).delete()
+        await stop_worker_processes(b2b.temporal, first, second)
 
     assert b2b.sim.stats()["orders"]["transactions"] == 1, "the supplier was charged twice"
     async with b2b.sessions() as session:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,12 +22,10 @@ from sqlalchemy import select
 from activities.contracts import DeliveryOutcome, notification_workflow_id
 from activities.notifications import queue_low_balance, start_delivery
 from tests.b2b.conftest import B2B
-from tests.b2b.test_worker_crash import ROOT, _wait_for
+from tests.support.stack import stop_worker_processes, wait_for, worker_process
 from ttelgo.mail.render import message_id
 from ttelgo.models import Notification, NotificationStatus
 from ttelgo.sandbox.processes import ManagedProcess, free_port
-from workflows.catalogue_sync import SCHEDULE_ID
-from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 
 SLOW_SECONDS = 3  # under SMTP_TIMEOUT_SECONDS (30): every message is accepted, only late
 
@@ -70,22 +67,11 @@ def slow_smtp() -> Iterator[SlowSmtp]:
         controller.stop()
 
 
-def _worker(b2b: B2B, log: Path, smtp_port: int) -> ManagedProcess:
-    env = {
-        **os.environ,
-        **b2b.settings.service_env(),
-        "SMTP_PORT": str(smtp_port),
-        "WORKER_METRICS_PORT": str(free_port()),
-        "CATALOGUE_SYNC_MINUTES": "60",
-    }
-    return ManagedProcess("worker", [sys.executable, "worker.py"], log, env, ROOT).start()
-
-
 @pytest.mark.parametrize("b2b", [{"worker": False}], indirect=True)
 async def test_sigkill_mid_send_then_restart_sends_one_message_id(
     b2b: B2B, slow_smtp: SlowSmtp, tmp_path: Path
 ) -> None:
-    first = _worker(b2b, tmp_path / "worker-1.log", slow_smtp.port)
+    first = worker_process(b2b.settings, tmp_path / "worker-1.log", SMTP_PORT=str(slow_smtp.port))
     second: ManagedProcess | None = None
     try:
         vendor = await b2b.new_vendor()
@@ -98,12 +84,12 @@ async def test_sigkill_mid_send_then_restart_sends_one_message_id(
             return len(slow_smtp.snapshot()) >= 1
 
         async with asyncio.timeout(90):
-            await _wait_for(first_send_in_flight)
+            await wait_for(first_send_in_flight)
         with slow_smtp.lock:
             assert slow_smtp.answered == 0, "the first message was accepted before the worker was killed"
             os.kill(first.pid, signal.SIGKILL)  # the server answers 250 after the worker is gone
         first.stop()
-        second = _worker(b2b, tmp_path / "worker-2.log", slow_smtp.port)
+        second = worker_process(b2b.settings, tmp_path / "worker-2.log", SMTP_PORT=str(slow_smtp.port))
 
         async def settled() -> bool:
             async with b2b.sessions() as session:
@@ -112,17 +98,13 @@ async def test_sigkill_mid_send_then_restart_sends_one_message_id(
 
         # The killed send is retried once its activity times out (60 s), on the second worker.
         async with asyncio.timeout(180):
-            await _wait_for(settled)
+            await wait_for(settled)
             handle = b2b.temporal.get_workflow_handle(
                 notification_workflow_id(notification_id), result_type=DeliveryOutcome
             )
             outcome = await handle.result()
     finally:
-        for worker in (first, second):
-            if worker:
-                worker.stop()
-        for schedule in (SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID):  # the worker processes made both
-            await b2b.temporal.get_schedule_handle(schedule).delete()
+        await stop_worker_processes(b2b.temporal, first, second)
 
     assert outcome.sent, outcome
     copies = slow_smtp.snapshot()

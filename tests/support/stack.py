@@ -1,20 +1,29 @@
-"""Our own processes inside a test: the worker on the test's task queue, and the API over ASGI."""
+"""Our own processes inside a test: the worker on the test's task queue (or as a process of its own, to
+kill), and the API over ASGI."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.registry import build_activities
 from api.app import create_app
 from tests.conftest import make_settings
 from tests.support.esimgo import SIM_API_KEY, SimHandle
+from ttelgo.sandbox.processes import ManagedProcess, free_port
 from ttelgo.settings import Settings
 from worker import build_workers
+from workflows.catalogue_sync import SCHEDULE_ID as CATALOGUE_SCHEDULE_ID
+from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 
 
 def stack_settings(
@@ -53,3 +62,34 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             yield client
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_process(settings: Settings, log: Path, **env: str) -> ManagedProcess:
+    """`python worker.py` as its own process (to be killed), configured like the test's in-process stack."""
+    environment = {
+        **os.environ,
+        **settings.service_env(),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "CATALOGUE_SYNC_MINUTES": "60",
+        **env,
+    }
+    return ManagedProcess("worker", [sys.executable, "worker.py"], log, environment, ROOT).start()
+
+
+async def stop_worker_processes(client: Client, *workers: ManagedProcess | None) -> None:
+    """Stops them, and removes the schedules a worker process makes on the session's shared server."""
+    for worker in workers:
+        if worker:
+            worker.stop()
+    for schedule in (CATALOGUE_SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID):
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(schedule).delete()
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]]) -> None:
+    """Polls another process's effects; the caller bounds it with `asyncio.timeout`."""
+    while not await predicate():  # noqa: ASYNC110 - polling other processes, nothing to wait on here
+        await asyncio.sleep(0.1)

@@ -20,13 +20,11 @@ from standardwebhooks import Webhook
 
 from activities.contracts import webhook_event_id
 from tests.b2b.conftest import B2B
-from tests.b2b.test_worker_crash import _wait_for, _worker
+from tests.support.stack import stop_worker_processes, wait_for, worker_process
 from tests.webhooks_out.conftest import team_member
 from ttelgo.models import DeliveryStatus, WebhookDelivery
 from ttelgo.sandbox.processes import ManagedProcess
 from ttelgo.sandbox.threaded_server import serve_in_thread
-from workflows.catalogue_sync import SCHEDULE_ID
-from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 
 SLOW_SECONDS = 3  # under WEBHOOK_TIMEOUT_SECONDS (10): every answer is a 200, only late
 
@@ -71,7 +69,7 @@ def slow_receiver() -> Iterator[SlowReceiver]:
 async def test_sigkill_mid_delivery_then_restart_delivers_one_event(
     b2b: B2B, slow_receiver: SlowReceiver, tmp_path: Path
 ) -> None:
-    first = _worker(b2b, tmp_path / "worker-1.log")
+    first = worker_process(b2b.settings, tmp_path / "worker-1.log")
     second: ManagedProcess | None = None
     try:
         vendor = await b2b.new_vendor(balance=100_000)
@@ -89,12 +87,12 @@ async def test_sigkill_mid_delivery_then_restart_delivers_one_event(
             return len(slow_receiver.snapshot()) >= 1
 
         async with asyncio.timeout(90):
-            await _wait_for(first_post_in_flight)
+            await wait_for(first_post_in_flight)
         with slow_receiver.lock:
             assert slow_receiver.answered == 0, "the first POST was answered before the worker was killed"
             os.kill(first.pid, signal.SIGKILL)  # the endpoint answers after the worker is gone
         first.stop()
-        second = _worker(b2b, tmp_path / "worker-2.log")
+        second = worker_process(b2b.settings, tmp_path / "worker-2.log")
 
         async def completed() -> bool:
             polled = await b2b.api.get(f"/api/v1/vendor/orders/{order_id}", headers=vendor.headers)
@@ -114,15 +112,11 @@ async def test_sigkill_mid_delivery_then_restart_delivers_one_event(
 
         # The killed attempt is retried once its activity times out (60 s), on the second worker.
         async with asyncio.timeout(180):
-            await _wait_for(completed)
-            await _wait_for(delivered)
-            await _wait_for(retried)
+            await wait_for(completed)
+            await wait_for(delivered)
+            await wait_for(retried)
     finally:
-        for worker in (first, second):
-            if worker:
-                worker.stop()
-        for schedule in (SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID):  # the worker processes made both
-            await b2b.temporal.get_schedule_handle(schedule).delete()
+        await stop_worker_processes(b2b.temporal, first, second)
 
     calls = slow_receiver.snapshot()
     assert len(calls) >= 2, "the killed attempt was never retried"
