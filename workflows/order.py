@@ -199,12 +199,18 @@ class OrderWorkflow:
                 POST_HOLD, order, result_type=PostedHold | None, **LOCAL_STEP
             )
         await self._move_to(OrderStatus.COMPLETED, "done")
-        await self._vendor_event("order.completed")
-        if posted is not None and posted.low_balance and workflow.patched(LOW_BALANCE_PATCH):
-            await self._low_balance()
-        if order.channel is Channel.B2C and not await self._notify(MailTemplate.ESIMS_READY):
-            await workflow.execute_local_activity(QUEUE_ESIMS_READY, order.order_id, **LOCAL_STEP)
+        await self._deliver_news(posted)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))
+
+    async def _deliver_news(self, posted: PostedHold | None) -> None:
+        """A vendor hears `order.completed` (and of a low balance, if this debit crossed its threshold);
+        a card customer gets the eSIMs by e-mail."""
+        if self._order.channel is Channel.B2B:
+            await self._vendor_event("order.completed")
+            if posted is not None and posted.low_balance and workflow.patched(LOW_BALANCE_PATCH):
+                await self._low_balance()
+        elif not await self._notify(MailTemplate.ESIMS_READY):  # histories from before e-mail existed
+            await workflow.execute_local_activity(QUEUE_ESIMS_READY, self._order.order_id, **LOCAL_STEP)
 
     async def _ask_operator(self, code: str, reason: str) -> OperatorDecision:
         """Stops with the money still held until an operator decides (the `resolve` update)."""
