@@ -12,4 +12,6 @@ COPY alembic.ini worker.py ./
 RUN pip install --no-cache-dir . && useradd --system ttelgo
 USER ttelgo
 EXPOSE 8000
-CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# Served by api.serve: uvicorn with the limits from the settings (keep-alive, request-head size).
+ENV API_HOST=0.0.0.0 API_PORT=8000
+CMD ["python", "-m", "api.serve"]

@@ -24,17 +24,22 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.contracts import ReconciliationInput
+from activities.data_errors import BadDataInterceptor
 from activities.registry import ActivitySet, build_activities
 from ttelgo import temporal
 from ttelgo.observability import configure_logging
 from ttelgo.settings import Settings, get_settings
 from workflows.catalogue_sync import SCHEDULE_ID, WORKFLOW_ID, CatalogueSyncWorkflow
+from workflows.housekeeping import SCHEDULE_ID as HOUSEKEEPING_SCHEDULE_ID
+from workflows.housekeeping import WORKFLOW_ID as HOUSEKEEPING_WORKFLOW_ID
+from workflows.housekeeping import HousekeepingInput, HousekeepingWorkflow
 from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 from workflows.reconciliation import WORKFLOW_ID as RECONCILIATION_WORKFLOW_ID
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("ttelgo.worker")
+INTERCEPTORS = [BadDataInterceptor()]
 
 
 async def ensure_catalogue_schedule(client: Client, settings: Settings) -> None:
@@ -54,9 +59,20 @@ async def ensure_catalogue_schedule(client: Client, settings: Settings) -> None:
         await client.get_schedule_handle(SCHEDULE_ID).trigger(overlap=ScheduleOverlapPolicy.SKIP)
 
 
+async def _put_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
+    """Creates the schedule, or gives an existing one today's settings (interval, inputs, task queues)."""
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(schedule_id).update(replace)
+
+
 async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> None:
-    """Reconciliation every RECONCILIATION_MINUTES over the last RECONCILIATION_WINDOW_MINUTES; an existing
-    schedule takes today's settings (interval, window, task queues)."""
+    """Reconciliation every RECONCILIATION_MINUTES over the last RECONCILIATION_WINDOW_MINUTES."""
     request = ReconciliationInput(
         window_minutes=settings.reconciliation_window_minutes,
         grace_minutes=settings.reconciliation_grace_minutes,
@@ -74,14 +90,30 @@ async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> 
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    try:
-        await client.create_schedule(RECONCILIATION_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
+    await _put_schedule(client, RECONCILIATION_SCHEDULE_ID, schedule)
 
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(RECONCILIATION_SCHEDULE_ID).update(replace)
+async def ensure_housekeeping_schedule(client: Client, settings: Settings) -> None:
+    """Housekeeping every hour (a run deletes at most MAX_BATCHES_PER_CHORE batches a chore, so busy tables
+    keep up), with today's retention settings."""
+    request = HousekeepingInput(
+        api_usage_days=settings.api_usage_retention_days,
+        webhook_event_days=settings.webhook_event_retention_days,
+        notification_days=settings.notification_retention_days,
+        login_failure_window_hours=settings.login_failure_window_hours,
+    )
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            HousekeepingWorkflow.run,
+            request,
+            id=HOUSEKEEPING_WORKFLOW_ID,
+            task_queue=settings.temporal_task_queue,
+            execution_timeout=timedelta(hours=1),  # a database away for longer: the next run goes on
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    await _put_schedule(client, HOUSEKEEPING_SCHEDULE_ID, schedule)
 
 
 def build_workers(client: Client, settings: Settings, activities: ActivitySet) -> list[Worker]:
@@ -95,12 +127,14 @@ def build_workers(client: Client, settings: Settings, activities: ActivitySet) -
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
             activities=activities.main,
+            interceptors=INTERCEPTORS,
             graceful_shutdown_timeout=grace,
         ),
         Worker(
             client,
             task_queue=settings.esimgo_task_queue,
             activities=activities.supplier,
+            interceptors=INTERCEPTORS,
             max_task_queue_activities_per_second=supplier_rate,
             graceful_shutdown_timeout=grace,
         ),
@@ -121,6 +155,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await stack.enter_async_context(worker)
             await ensure_catalogue_schedule(client, settings)
             await ensure_reconciliation_schedule(client, settings)
+            await ensure_housekeeping_schedule(client, settings)
             log.info(
                 "worker polling %r and %r on %s",
                 settings.temporal_task_queue,

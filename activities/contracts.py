@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ttelgo.esimgo.callbacks import UsageCallback
+from ttelgo.housekeeping import Chore
 from ttelgo.models.orders import Channel, OrderStatus, PaymentPurpose, PaymentStatus, RefundStatus
 
 SYNC_CATALOGUE = "catalogue.sync"
@@ -408,3 +409,17 @@ class WebhookOutcome(BaseModel):
     delivered: bool
     attempts: int
     detail: str | None = None
+
+
+PRUNE = "housekeeping.prune"
+
+
+class PruneBatch(BaseModel):
+    chore: Chore
+    cutoff: datetime
+    limit: int = Field(gt=0)
+
+
+class Pruned(BaseModel):
+    chore: Chore
+    rows: int

@@ -33,6 +33,11 @@ from ttelgo.payments import IntentMissing, IntentRef, PaymentDeclined, RefundRef
 FINAL = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED, PaymentStatus.REFUNDED)
 
 
+def _for_history(intent: IntentRef) -> IntentRef:
+    """An activity result is stored in the workflow history: the client secret never goes there."""
+    return intent.model_copy(update={"client_secret": None})
+
+
 def _permanent(exc: PaymentDeclined) -> ApplicationError:
     return ApplicationError(exc.message, exc.code, type="PAYMENT_FAILED", non_retryable=True)
 
@@ -69,12 +74,12 @@ class PaymentActivities:
                 .values(row)
                 .on_conflict_do_update(index_elements=["id"], set_={"provider_payment_id": intent.id})
             )
-        return intent.model_copy(update={"client_secret": None})  # the secret stays out of the history
+        return _for_history(intent)
 
     @activity.defn(name=CANCEL_PAYMENT)
     async def cancel(self, intent_id: str) -> IntentRef:
         try:
-            return await self.stripe.cancel_intent(intent_id)
+            return _for_history(await self.stripe.cancel_intent(intent_id))
         except IntentMissing as exc:
             raise ApplicationError(exc.message, type=INTENT_MISSING, non_retryable=True) from exc
         except PaymentDeclined as exc:

@@ -12,6 +12,7 @@ import httpx
 from activities.catalogue import CatalogueActivities
 from activities.esimgo import SupplierActivities
 from activities.esims import EsimActivities
+from activities.housekeeping import HousekeepingActivities
 from activities.ledger import LedgerActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
@@ -59,6 +60,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
         retry_budget_s=round(settings.mail_retry_budget_minutes * 60),
     )
     refunds = RefundActivities(sessions)
+    housekeeping = HousekeepingActivities(sessions)
     reconciliation = ReconciliationActivities(esimgo, stripe, sessions)
     webhooks = WebhookActivities(
         sessions,
@@ -104,6 +106,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
             webhooks.emit,
             webhooks.send,
             webhooks.finish,
+            housekeeping.prune,
         ],
         supplier=[
             supplier.place_order,

@@ -1,4 +1,4 @@
-"""The FastAPI application factory; `uvicorn api.app:create_app --factory` serves it."""
+"""The FastAPI application factory; `python -m api.serve` serves it (see api.serve for the server limits)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,36 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.client_address import ClientAddressMiddleware
+from api.cors import install_cors
+from api.input_guard import ControlCharacterGuard
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
+from api.rate_limits import RateLimitMiddleware
+from api.request_limits import RequestLimitsMiddleware
 from api.routers import (
+    admin_limits,
     admin_notifications,
     admin_orders,
     admin_reconciliation,
     admin_vendors,
     auth,
     catalogue,
+    codec,
     health,
     meta,
     orders,
     vendor_account,
     vendor_orders,
     vendor_topups,
+    vendor_usage,
     vendor_webhooks,
     webhooks,
 )
+from api.security_headers import install_security_headers
+from api.traffic import start_traffic_controls, stop_traffic_controls
+from api.usage import UsageMiddleware
 from ttelgo import temporal
 from ttelgo.catalogue.snapshot import CatalogueCache
 from ttelgo.db import create_engine, session_factory
@@ -47,23 +59,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Lazy: the API starts (and /readyz explains) even while Temporal is still coming up.
         app.state.temporal = await temporal.connect(settings, lazy=True)
         app.state.stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
+        await start_traffic_controls(app, settings)
         try:
             yield
         finally:
+            await stop_traffic_controls(app)
             await app.state.stripe.aclose()
             await app.state.engine.dispose()
 
+    docs = not settings.is_production if settings.api_docs_enabled is None else settings.api_docs_enabled
     app = FastAPI(
         title="TTelGo API",
         version="0.1.0",
         summary="eSIM data bundles for travellers and resellers",
         lifespan=lifespan,
+        **({} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     app.state.settings = settings
     app.state.metrics_registry = CollectorRegistry()
     install_problem_handlers(app)
+    install_openapi(app)
+    install_security_headers(app, hsts=settings.is_production)
+    app.add_middleware(ControlCharacterGuard)  # innermost: a body-size limit outside it applies first
+    app.add_middleware(ClientAddressMiddleware)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        read_timeout_s=settings.request_read_timeout_seconds,
+    )
+    app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(UsageMiddleware)  # outside the limits: refused calls are usage too
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(app.state.metrics_registry))
+    install_cors(app, settings.cors_allowed_origins)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(codec.CodecCors, settings=settings)  # outermost: the Temporal UI's own CORS
     routers = (
         health.router,
         meta.router,
@@ -74,11 +103,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         vendor_account.router,
         vendor_webhooks.router,
         vendor_topups.router,
+        vendor_usage.router,
         admin_orders.router,
         admin_vendors.router,
         admin_reconciliation.router,
         admin_notifications.router,
+        admin_limits.router,
         webhooks.router,
+        codec.router,
     )
     for router in routers:
         app.include_router(router)

@@ -111,7 +111,7 @@ async def idempotent(request: Request, scope: str, handler: Callable[[], Awaitab
     try:
         response = await handler()
     except AppError as exc:
-        if exc.spec.status >= 500:  # a transient failure: free the key so the retry runs again
+        if exc.spec.status >= 500 or exc.spec.status == 429:  # not this request's answer: free the key
             await _release(sessions, claimed)
             raise
         # A business answer (402, 404, …) is the result of this request: replay it too.

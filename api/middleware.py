@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from http import HTTPMethod
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import MutableHeaders
@@ -39,8 +40,14 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+KNOWN_METHODS = frozenset(HTTPMethod)
+UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "OTHER"
+
+
 class HttpMetrics:
-    """Request counts and latency by route template (not raw path, to bound cardinality) and status."""
+    """Request counts and latency by route template and status. Every label comes from a closed set (the
+    app's route templates, the standard methods, status codes) so no caller can grow the series."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("method", "route", "status")
@@ -71,7 +78,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            labels = (scope["method"], route, str(status))
+            # Starlette puts the matched (or method-mismatched) route of this app here: one of its templates.
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+            labels = (method, route, str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)

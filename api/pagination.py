@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.schemas.fields import PageNumber
+
 T = TypeVar("T")
 
 
@@ -34,7 +36,7 @@ class PageParams:
 
 
 def _page_params(
-    page: Annotated[int, Query(ge=1)] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20
+    page: Annotated[PageNumber, Query()] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> PageParams:
     return PageParams(page, page_size)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Request
+from sqlalchemy import select
 
 from activities.contracts import RefundInput
 from api.idempotency import idempotency_key
 from api.starting import start_with_update
 from ttelgo.errors import CATALOGUE, AppError
-from ttelgo.models import Refund
+from ttelgo.models import Order, Refund
 from workflows.refund import RefundProgress, RefundState, RefundWorkflow, refund_workflow_id
 
 REFUND_IDS = uuid.UUID("0f8e2c1a-6b7d-4e5f-9a0b-1c2d3e4f5a6b")  # uuid5 namespace: caller + Idempotency-Key
@@ -29,6 +30,12 @@ async def request_refund(
     vendor_id: uuid.UUID | None = None,
 ) -> Refund:
     """The reserved refund's row; refusals (not refundable, too much, eSIM used) raise their 4xx."""
+    async with request.app.state.sessions() as session:
+        order = await session.scalar(select(Order).where(Order.id == order_id, Order.deleted_at.is_(None)))
+    # Checked here, before a workflow exists: a made-up order id must not start one (the workflow checks
+    # again, for the orders that change meanwhile). Another vendor's order looks exactly like a missing one.
+    if order is None or (vendor_id is not None and order.vendor_id != vendor_id):
+        raise AppError("ORDER_NOT_FOUND", f"no order {order_id}")
     settings = request.app.state.settings
     refund_id = uuid.uuid5(REFUND_IDS, f"{scope}:{idempotency_key(request)}")
     refund = RefundInput(

@@ -1,6 +1,7 @@
 """An order's timeline for operators: what the database recorded and what the workflow histories say
 (state changes, steps run on a task queue with their attempts and errors, signals and updates), in time
-order. Local activities (the short database and ledger steps) leave only markers and are not listed."""
+order. Local activities (the short database and ledger steps) leave only markers and are not listed.
+Error messages are stored encrypted (ttelgo.codec); the client's data converter decrypts them here."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import json
 from datetime import UTC
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from api.schemas.admin_orders import TimelineEntry
@@ -52,7 +56,7 @@ async def workflow_entries(client: Client, workflow_id: str) -> list[TimelineEnt
     entries = []
     scheduled: dict[int, str] = {}
     for event in history.events:
-        entry = _entry(event, scheduled)
+        entry = await _entry(event, scheduled, client.data_converter)
         if entry is not None:
             name, detail = entry
             entries.append(
@@ -66,7 +70,9 @@ async def workflow_entries(client: Client, workflow_id: str) -> list[TimelineEnt
     return entries
 
 
-def _entry(event: HistoryEvent, scheduled: dict[int, str]) -> tuple[str, dict[str, Any]] | None:
+async def _entry(
+    event: HistoryEvent, scheduled: dict[int, str], converter: DataConverter
+) -> tuple[str, dict[str, Any]] | None:
     kind = event.event_type
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
         return "workflow started", {}
@@ -86,13 +92,13 @@ def _entry(event: HistoryEvent, scheduled: dict[int, str]) -> tuple[str, dict[st
             "attempt": started.attempt,
         }
         if started.HasField("last_failure"):
-            detail["last_error"] = started.last_failure.message
+            detail["last_error"] = await _message(started.last_failure, converter)
         return "step started", detail
     if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
         failed = event.activity_task_failed_event_attributes
         return "step failed", {
             "step": scheduled.get(failed.scheduled_event_id),
-            "error": failed.failure.message,
+            "error": await _message(failed.failure, converter),
         }
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
         return "signal", {"name": event.workflow_execution_signaled_event_attributes.signal_name}
@@ -104,6 +110,17 @@ def _entry(event: HistoryEvent, scheduled: dict[int, str]) -> tuple[str, dict[st
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
         return "workflow completed", {}
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-        failure = event.workflow_execution_failed_event_attributes.failure.message
-        return "workflow failed", {"error": failure}
+        failure = event.workflow_execution_failed_event_attributes.failure
+        return "workflow failed", {"error": await _message(failure, converter)}
     return None
+
+
+async def _message(failure: Failure, converter: DataConverter) -> str:
+    """The failure's own message, decrypted; the stored text when no configured key opens it."""
+    copy = Failure()
+    copy.CopyFrom(failure)  # decoding works in place; the history stays as fetched
+    try:
+        error = await converter.decode_failure(copy)
+    except (ValueError, InvalidTag):  # a key no longer configured: show what Temporal holds
+        return failure.message
+    return getattr(error, "message", str(error))

@@ -31,12 +31,18 @@ class LoadResult:
 
 
 async def run_load(
-    url: str, *, label: str, concurrency: int, seconds: float, warmup_s: float = 1.0
+    url: str,
+    *,
+    label: str,
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 1.0,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=10, headers=headers) as client:
         warm_until = time.perf_counter() + warmup_s
         while time.perf_counter() < warm_until:
             await client.get(url)

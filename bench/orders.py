@@ -23,11 +23,10 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.noop_workflow import ThreeNoopsWorkflow, noop
-from ttelgo import migrate
+from ttelgo import codec, migrate
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
 from ttelgo.sandbox.esimgo_sim import SimConfig
@@ -141,6 +140,7 @@ def main() -> None:
         processes.append(
             start_temporal(work / "temporal", ports["temporal"], ports["ui"], work / "temporal.log")
         )
+        payload_keys = codec.new_key_spec("bench")  # encrypted payloads, as users run it
         with serve_in_thread(create_sim(SimConfig(api_key="bench-key", rate_limit_per_second=0))) as sim:
             env = {
                 **os.environ,
@@ -152,6 +152,8 @@ def main() -> None:
                 "ESIMGO_MAX_REQUESTS_PER_SECOND": "0",
                 "WORKER_METRICS_PORT": str(ports["metrics"]),
                 "LOG_LEVEL": "WARNING",
+                "TEMPORAL_PAYLOAD_KEYS": payload_keys,
+                "RATE_LIMIT_ENABLED": "false",  # one API key at hundreds of orders a second
             }
 
             async def seed() -> None:
@@ -194,7 +196,7 @@ def main() -> None:
 
             async def run() -> None:
                 temporal = await Client.connect(
-                    f"127.0.0.1:{ports['temporal']}", data_converter=pydantic_data_converter
+                    f"127.0.0.1:{ports['temporal']}", data_converter=codec.data_converter(payload_keys)
                 )
                 await bench(base, temporal, args.orders, args.concurrency)
 

@@ -4,6 +4,8 @@ a Temporal dev server, a time-skipping Temporal test server, all on free ports."
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import shutil
 import tempfile
 import uuid
@@ -19,12 +21,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.catalogue import CatalogueActivities
+from tests.support import secret_audit
 from tests.support.esimgo import SIM_API_KEY, SimHandle
 from ttelgo import migrate
+from ttelgo.codec import data_converter
 from ttelgo.db import session_factory
 from ttelgo.sandbox.postgres import FAST_UNSAFE_OPTIONS, ensure_database, start_postgres
 from ttelgo.sandbox.processes import ManagedProcess, free_port, installed_binary
@@ -33,6 +36,11 @@ from ttelgo.sandbox.threaded_server import serve_in_thread
 from ttelgo.settings import SEARCH_ATTRIBUTES, Settings
 
 TEMPLATE_DB = "ttelgo_template"
+# The suite's fixed payload keys (the first encrypts): every client, worker and replayer uses them.
+TEST_PAYLOAD_KEYS = (
+    f"test-2:{base64.b64encode(bytes([2]) * 32).decode()},test-1:{base64.b64encode(bytes([1]) * 32).decode()}"
+)
+TEST_DATA_CONVERTER = data_converter(TEST_PAYLOAD_KEYS)
 
 
 @dataclass
@@ -92,12 +100,13 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         port=free_port(),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_DATA_CONVERTER,
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
         dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
     )
     try:
         yield env
+        await secret_audit.scan_temporal(env.client)  # the histories are gone once the server stops
     finally:
         await env.shutdown()
 
@@ -108,7 +117,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     project's search attributes, so the order workflow runs there too."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=installed_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_DATA_CONVERTER,
         port=free_port(),
     )
     keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
@@ -123,6 +132,25 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every line logged in this process goes to a file the secret audit scans after the suite."""
+    handler = secret_audit.session_log(tmp_path_factory.getbasetemp())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The secret audit's verdict (tests/support/secret_audit.py): fails the session on a secret in clear."""
+    secret_audit.report(session)
+
+
 @pytest.fixture
 def task_queue() -> str:
     """A task queue of its own per test, so workers of different tests never steal each other's tasks."""
@@ -131,7 +159,11 @@ def task_queue() -> str:
 
 def make_settings(**overrides: object) -> Settings:
     """Settings as a test wants them: no .env file, no environment surprises, explicit values."""
-    base: dict[str, object] = {"jwt_secret": "test-secret-" + "x" * 32, "data_dir": Path(".ttelgo-test")}
+    base: dict[str, object] = {
+        "jwt_secret": "test-secret-" + "x" * 32,
+        "data_dir": Path(".ttelgo-test"),
+        "temporal_payload_keys": TEST_PAYLOAD_KEYS,
+    }
     return Settings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.support.stack import api_client
-from ttelgo.auth.tokens import PrincipalKind, TokenClaims, TokenUse, issue
+from ttelgo.auth.tokens import PrincipalKind, TokenClaims, issue
 from ttelgo.sandbox.processes import free_port
 
 PASSWORD = "a long enough password"
@@ -79,9 +79,7 @@ async def test_expired_and_forged_tokens_are_401(api: httpx.AsyncClient) -> None
     me = (await api.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
     claims = TokenClaims(subject=uuid.UUID(me["id"]), kind=PrincipalKind.CUSTOMER, role="customer")
     expired = issue(claims, make_settings().jwt_secret or "", timedelta(seconds=-1))
-    forged = issue(
-        claims, "another secret of at least thirty-two bytes", timedelta(minutes=5), TokenUse.ACCESS
-    )
+    forged = issue(claims, "another secret of at least thirty-two bytes", timedelta(minutes=5))
     for token, code in ((expired, "TOKEN_EXPIRED"), (forged, "TOKEN_INVALID")):
         response = await api.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401 and response.json()["code"] == code

@@ -23,13 +23,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.order_views import LIVE_PROGRESS_DEADLINE
 from api.problems import Outage, outage_of
 from tests.b2b.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, B2B, VendorHandle
 from tests.b2c.conftest import B2C, b2c, localstripe  # noqa: F401  (fixtures for the cancel test)
+from tests.conftest import TEST_DATA_CONVERTER
 from tests.support.esimgo import SimHandle
 from tests.support.stack import api_client, running_worker, stack_settings
 from ttelgo.admins import ensure_admin
@@ -214,7 +214,7 @@ async def own_temporal(port: int, db_file: Path) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         port=port,
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_DATA_CONVERTER,
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
         ui=False,
         dev_server_extra_args=["--db-filename", str(db_file), "--metrics-port", str(free_port())],

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ttelgo.models import AuditLog
+
+client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
+"""The caller's network address, set by the API for each request (None outside a request)."""
 
 
 def record_action(
@@ -33,6 +39,19 @@ def record_action(
         after=after,
         reason=reason,
         request_id=request_id,
+        ip_address=client_address.get(),
     )
     session.add(entry)
     return entry
+
+
+@asynccontextmanager
+async def audited(sessions: async_sessionmaker[AsyncSession], **row: Any) -> AsyncIterator[AuditLog]:
+    """For an action carried out elsewhere (by a workflow): the row (`record_action`'s arguments) is
+    written before the action starts, so a row the database refuses stops the action before anything is
+    sent; it commits once the action has succeeded (the caller fills in `after`), and rolls back with it.
+    Nothing is locked meanwhile but the new row itself."""
+    async with sessions() as session, session.begin():
+        entry = record_action(session, **row)
+        await session.flush()
+        yield entry

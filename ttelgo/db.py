@@ -15,8 +15,14 @@ def async_url(database_url: str) -> str:
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    # hide_parameters: a database error's message (and so its log line) never carries the row's values:
+    # password hashes, e-mail addresses, key hashes, webhook secrets.
     return create_async_engine(
-        async_url(database_url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        async_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 

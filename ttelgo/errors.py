@@ -49,6 +49,7 @@ _SPECS = [
     ErrorSpec(1006, "SERVICE_UNAVAILABLE", 503, "A dependency is unavailable"),
     ErrorSpec(1007, "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type"),
     ErrorSpec(1008, "PAYLOAD_TOO_LARGE", 413, "Request body too large"),
+    ErrorSpec(1020, "REQUEST_TIMEOUT", 408, "The request body did not arrive in time"),
     # auth
     ErrorSpec(2000, "UNAUTHENTICATED", 401, "Authentication required"),
     ErrorSpec(2001, "INVALID_CREDENTIALS", 401, "Invalid e-mail or password"),
@@ -56,8 +57,11 @@ _SPECS = [
     ErrorSpec(2003, "TOKEN_EXPIRED", 401, "The token has expired"),
     ErrorSpec(2004, "API_KEY_INVALID", 401, "The API key is invalid or revoked"),
     ErrorSpec(2005, "FORBIDDEN", 403, "Not allowed"),
+    ErrorSpec(2006, "SESSION_REVOKED", 401, "The session has ended; log in again"),
+    ErrorSpec(2007, "RESET_TOKEN_INVALID", 400, "The password reset token is invalid, used or expired"),
     # rate limit
     ErrorSpec(3000, "RATE_LIMITED", 429, "Too many requests"),
+    ErrorSpec(3001, "TOO_MANY_UNPAID_ORDERS", 429, "Too many unpaid orders or top-ups; pay or cancel one"),
     # user
     ErrorSpec(4000, "USER_NOT_FOUND", 404, "User not found"),
     ErrorSpec(4001, "EMAIL_ALREADY_REGISTERED", 409, "This e-mail is already registered"),

@@ -126,6 +126,66 @@ class Settings(BaseSettings):
     webhook_first_backoff_seconds: float = Field(default=30, gt=0)  # doubled per failure, up to an hour
     webhook_public_only: bool | None = None
 
+    # Temporal payload encryption (ttelgo.codec): `kid:base64key,...` with 32-byte keys; the first encrypts,
+    # every one decrypts (rotate by putting a new key first). Required in production; `ttelgo dev` generates
+    # one. The Temporal UI's codec server is POST /codec/decode on the API; TEMPORAL_UI_ORIGINS (comma-
+    # separated) are the browser origins allowed to call it (unset: the dev UI on TEMPORAL_UI_PORT).
+    temporal_payload_keys: str | None = None
+    temporal_ui_origins: str | None = None
+
+    # Logins (ttelgo.auth): every refresh rotates the refresh token (each lives JWT_REFRESH_TTL_DAYS).
+    # After LOGIN_LOCKOUT_THRESHOLD failed logins in a row an e-mail is locked (known account or not),
+    # first for LOGIN_LOCKOUT_BASE_SECONDS, doubled per further failure up to LOGIN_LOCKOUT_MAX_SECONDS;
+    # a success resets the count, and failures older than LOGIN_FAILURE_WINDOW_HOURS are forgotten.
+    login_lockout_threshold: int = Field(default=5, ge=1)
+    login_lockout_base_seconds: float = Field(default=30, gt=0)
+    login_lockout_max_seconds: float = Field(default=3600, gt=0)
+    login_failure_window_hours: float = Field(default=24, gt=0)
+    # Password reset e-mails: the token's lifetime, and the front end's page that takes `?token=` (unset:
+    # the e-mail gives the token alone, for POST /api/v1/auth/password-reset/confirm).
+    password_reset_ttl_minutes: float = Field(default=30, gt=0, le=1440)
+    password_reset_url: str | None = None
+
+    # Rate limits (ttelgo.ratelimit), in the `limits` notation ("300/minute", "30/10 seconds"). Counted in
+    # RATE_LIMIT_STORAGE_URI, shared by every API process: unset means our database (an UNLOGGED table),
+    # `memory://` one process only (refused in production), `redis://…` limits' Redis storage (needs the
+    # `coredis` package). Per vendor (its keys and team together; admins override it per vendor), per
+    # customer or staff token, per client IP without credentials, and per IP on logins, registration and
+    # password reset. RATE_LIMIT_CACHE_SECONDS: how long a process trusts what it read about an API key.
+    rate_limit_enabled: bool = True
+    rate_limit_storage_uri: str | None = None
+    rate_limit_vendor: str = "300/minute"
+    rate_limit_user: str = "300/minute"
+    rate_limit_anonymous: str = "600/minute"
+    rate_limit_auth: str = "30/minute"
+    rate_limit_cache_seconds: float = Field(default=30, ge=0)
+    # Card orders a customer may leave unpaid at once (and card top-ups a vendor may leave open).
+    max_open_unpaid_orders: int = Field(default=5, ge=1)
+    # The `housekeeping` schedule (hourly) deletes API usage rows, handled inbound webhook events and sent
+    # e-mails older than these; expired idempotency keys, sessions, reset codes and rate-limit counters go too.
+    api_usage_retention_days: int = Field(default=90, ge=1)
+    webhook_event_retention_days: int = Field(default=90, ge=1)
+    notification_retention_days: int = Field(default=90, ge=1)
+
+    # HTTP hygiene (api.request_limits, api.security_headers, api.serve). A body over MAX_REQUEST_BODY_BYTES
+    # is refused with 413 as it arrives; one not complete REQUEST_READ_TIMEOUT_SECONDS after its request
+    # head is answered 408 and its connection closed. The server drops idle keep-alive connections after
+    # HTTP_KEEP_ALIVE_SECONDS and refuses request heads over HTTP_MAX_HEADER_BYTES.
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    request_read_timeout_seconds: float = Field(default=30, gt=0)
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
+    http_max_header_bytes: int = Field(default=16_384, ge=4096)
+    # Proxies (comma-separated addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto name the
+    # client: per-IP rate limits and audit rows then see the caller, not the proxy. Others' are ignored.
+    trusted_proxies: str = "127.0.0.1,::1"
+    # Browser origins allowed to call the API (comma-separated, e.g. `https://app.ttelgo.com`); empty: no CORS.
+    cors_allowed_origins: str = ""
+    # /docs, /redoc and /openapi.json; unset: served outside production only.
+    api_docs_enabled: bool | None = None
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; unset: open outside production,
+    # refused (401) in production.
+    metrics_token: str | None = None
+
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
 
@@ -169,6 +229,7 @@ class Settings(BaseSettings):
             "JWT_SECRET": self.jwt_secret,
             "SMTP_HOST": self.smtp_host,
             "MAIL_FROM": self.mail_from,
+            "TEMPORAL_PAYLOAD_KEYS": self.temporal_payload_keys,
         }
         return [name for name, value in required.items() if not value]
 

@@ -2,6 +2,7 @@
 
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
+from workflows.housekeeping import HousekeepingWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.order import OrderWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -12,6 +13,7 @@ from workflows.webhook_delivery import WebhookDeliveryWorkflow
 WORKFLOWS: list[type] = [
     CatalogueSyncWorkflow,
     EsimUsageWorkflow,
+    HousekeepingWorkflow,
     NotificationWorkflow,
     OrderWorkflow,
     ReconciliationWorkflow,

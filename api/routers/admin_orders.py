@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
@@ -34,7 +35,7 @@ from api.schemas.admin_orders import (
     ResolveAction,
 )
 from api.timeline import database_entries, workflow_entries
-from ttelgo.audit import record_action
+from ttelgo.audit import audited, record_action
 from ttelgo.errors import AppError
 from ttelgo.models import AuditLog, Channel, Esim, Order, OrderStatus, Payment, Refund, User
 from workflows.order import (
@@ -80,6 +81,26 @@ def _audit(
     )
 
 
+def _audited(
+    request: Request,
+    admin: AdminCaller,
+    action: str,
+    order_id: uuid.UUID,
+    before: dict[str, Any],
+    reason: str,
+) -> AbstractAsyncContextManager[AuditLog]:
+    return audited(
+        request.app.state.sessions,
+        actor=admin.actor,
+        action=action,
+        target_type="order",
+        target_id=order_id,
+        before=before,
+        reason=reason,
+        request_id=request_id(request),
+    )
+
+
 async def _order(session: Session, order_id: uuid.UUID, *, lock: bool = False) -> Order:
     query = select(Order).where(Order.id == order_id, Order.deleted_at.is_(None))
     order = await session.scalar(query.with_for_update() if lock else query)
@@ -108,7 +129,7 @@ async def list_orders(
     if vendor_id:
         query = query.where(Order.vendor_id == vendor_id)
     if customer_email:
-        users = select(User.id).where(User.email == customer_email.strip().lower())
+        users = select(User.id).where(func.lower(User.email) == customer_email.strip().lower())
         query = query.where(Order.user_id.in_(users))
     if created_from:
         query = query.where(Order.created_at >= created_from)
@@ -176,30 +197,23 @@ async def refund_order(request: Request, order_id: uuid.UUID, body: RefundCreate
     async def handle() -> Response:
         async with request.app.state.sessions() as session:
             before = _snapshot(await _order(session, order_id))
-        refund = await request_refund(
-            request,
-            scope=f"admin:{admin.user_id}",
-            order_id=order_id,
-            reason=body.reason,
-            actor=admin.actor,
-            amount_minor=body.amount_minor,
-            allow_used=body.allow_used_esim,
-        )
-        async with request.app.state.sessions() as session, session.begin():
-            _audit(
-                session,
+        async with _audited(request, admin, "order.refund", order_id, before, body.reason) as entry:
+            refund = await request_refund(
                 request,
-                admin,
-                "order.refund.used_esim_override" if refund.used_esim_override else "order.refund",
-                order_id,
-                before=before,
-                after={
-                    "refund_id": str(refund.id),
-                    "amount_minor": refund.amount_minor,
-                    "allow_used_esim": body.allow_used_esim,
-                },
+                scope=f"admin:{admin.user_id}",
+                order_id=order_id,
                 reason=body.reason,
+                actor=admin.actor,
+                amount_minor=body.amount_minor,
+                allow_used=body.allow_used_esim,
             )
+            if refund.used_esim_override:
+                entry.action = "order.refund.used_esim_override"
+            entry.after = {
+                "refund_id": str(refund.id),
+                "amount_minor": refund.amount_minor,
+                "allow_used_esim": body.allow_used_esim,
+            }
         return JSONResponse(RefundOut.model_validate(refund).model_dump(mode="json"), status_code=201)
 
     return await idempotent(request, f"admin:{admin.user_id}", handle)
@@ -253,6 +267,12 @@ async def retry_order(
             supplier_task_queue=settings.esimgo_task_queue,
             supplier_retry_budget_s=settings.supplier_retry_budget_s,
         )
+        # The failed attempt holds no supplier order. A call of it still in doubt stays marked, so the new
+        # attempt looks for what it may have bought before buying.
+        order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
+        order.provisioning_started_at = order.failure_code = order.failure_reason = None
+        _audit(session, request, admin, "order.retry", order.id, before, _snapshot(order), body.reason)
+        await session.flush()  # a row the database refuses stops the retry before the workflow starts
         try:
             await request.app.state.temporal.start_workflow(
                 OrderWorkflow.run,
@@ -266,11 +286,6 @@ async def retry_order(
             pass  # started by a request whose commit was lost; this one records it
         except (RPCError, RuntimeError) as exc:
             raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
-        # The failed attempt holds no supplier order. A call of it still in doubt stays marked, so the new
-        # attempt looks for what it may have bought before buying.
-        order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
-        order.provisioning_started_at = order.failure_code = order.failure_reason = None
-        _audit(session, request, admin, "order.retry", order.id, before, _snapshot(order), body.reason)
     return AdminOrderOut.model_validate(order)
 
 
@@ -336,13 +351,14 @@ async def _act_through_workflow(
     act: Callable[[], Awaitable[None]],
 ) -> None:
     """An admin action carried out by the order's workflow, audited with the order as it then stands
-    (the workflow, not this request, writes the order; nothing is held locked while it works)."""
+    (the workflow, not this request, writes the order; the order is not held locked while it works)."""
     before = _snapshot(order)
     await session.commit()
-    await act()
-    async with session.begin():
-        await session.refresh(order)
-        _audit(session, request, admin, action, order.id, before, _snapshot(order), reason)
+    async with _audited(request, admin, action, order.id, before, reason) as entry:
+        await act()
+        async with session.begin():
+            await session.refresh(order)
+        entry.after = _snapshot(order)
 
 
 @router.get("/audit-logs", response_model=Page[AuditLogOut], summary="The audit trail, newest first")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic_core import to_json
 
 from api.schemas.catalogue import BundleOut, BundlePage, CountryCatalogue
+from api.schemas.fields import PageNumber
 from ttelgo.catalogue.snapshot import CatalogueSnapshot, PricedBundle
 from ttelgo.errors import AppError
 
@@ -83,7 +84,7 @@ async def list_bundles(
     duration: Annotated[int | None, Query(ge=1, description="validity in days")] = None,
     unlimited: bool | None = None,
     sort: Sort = Sort.PRICE,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[PageNumber, Query()] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     iso = _country(country).alpha_2 if country else None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from datetime import timedelta
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from api.problems import RETRY_AFTER_S
+from ttelgo.errors import AppError
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
@@ -65,6 +67,29 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def _metrics_access(request: Request) -> None:
+    """METRICS_TOKEN, when set, is the bearer token Prometheus scrapes with; unset, /metrics is open outside
+    production and closed in it (the route labels and error rates are not for the public)."""
+    settings = request.app.state.settings
+    if settings.metrics_token:
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+        if hmac.compare_digest(presented, settings.metrics_token.encode()):
+            return
+    elif not settings.is_production:
+        return
+    raise AppError(
+        "UNAUTHENTICATED",
+        "send `Authorization: Bearer <METRICS_TOKEN>`",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    dependencies=[Depends(_metrics_access)],
+    responses={401: {"description": "METRICS_TOKEN is set (or this is production) and was not presented"}},
+)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

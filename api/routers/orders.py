@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from activities.contracts import OrderInput
 from api.deps import Session, require_user
 from api.idempotency import idempotency_key, idempotent
+from api.open_payments import refuse_past_open_payment_cap
 from api.order_views import cancel_unpaid, esim_qr_response, order_detail, order_id_for, start_and_accept
 from api.pagination import Page, Paging
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut
@@ -60,6 +61,13 @@ async def create_order(request: Request, body: CustomerOrderCreate, user: Custom
         if bundle is None:
             raise AppError("BUNDLE_UNKNOWN", f"no bundle named {body.bundle_code!r} is on sale")
         order_id = order_id_for(_scope(user), idempotency_key(request))
+        unpaid = (Order.user_id == user.id, Order.status.in_(UNPAID), Order.deleted_at.is_(None))
+        await refuse_past_open_payment_cap(
+            request,
+            scope=_scope(user),
+            open_now=select(func.count()).where(*unpaid, Order.id != order_id).scalar_subquery(),
+            what="card orders",
+        )
         settings = request.app.state.settings
         order = OrderInput(
             order_id=order_id,

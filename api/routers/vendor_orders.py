@@ -23,7 +23,7 @@ from api.refunds import request_refund
 from api.schemas.admin_orders import RefundOut, VendorRefundCreate
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
 from ttelgo import vendors
-from ttelgo.audit import record_action
+from ttelgo.audit import audited
 from ttelgo.errors import CATALOGUE, AppError
 from ttelgo.models import TERMINAL_ORDER_STATES, Channel, Order, OrderStatus, VendorUserRole
 from workflows.order import order_workflow_id
@@ -179,25 +179,24 @@ async def refund_order(
     request: Request, order_id: uuid.UUID, body: VendorRefundCreate, caller: Buyer
 ) -> Response:
     async def handle() -> Response:
-        refund = await request_refund(
-            request,
-            scope=caller.scope,
-            order_id=order_id,
-            reason=body.reason,
+        async with audited(
+            request.app.state.sessions,
             actor=caller.actor,
-            vendor_id=caller.vendor_id,  # another vendor's order is refused as not found
-        )
-        async with request.app.state.sessions() as session, session.begin():
-            record_action(
-                session,
-                actor=caller.actor,
-                action="order.refund",
-                target_type="order",
-                target_id=order_id,
-                after={"refund_id": str(refund.id), "amount_minor": refund.amount_minor},
+            action="order.refund",
+            target_type="order",
+            target_id=order_id,
+            reason=body.reason,
+            request_id=request_id(request),
+        ) as entry:
+            refund = await request_refund(
+                request,
+                scope=caller.scope,
+                order_id=order_id,
                 reason=body.reason,
-                request_id=request_id(request),
+                actor=caller.actor,
+                vendor_id=caller.vendor_id,  # another vendor's order is refused as not found
             )
+            entry.after = {"refund_id": str(refund.id), "amount_minor": refund.amount_minor}
         return JSONResponse(RefundOut.model_validate(refund).model_dump(mode="json"), status_code=201)
 
     return await idempotent(request, caller.scope, handle)

@@ -4,28 +4,32 @@ credits the wallet once Stripe reports the payment, exactly once."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from activities.contracts import TopupInput
 from api.deps import AnyVendor, Session, VendorCaller, vendor_role
 from api.idempotency import idempotency_key, idempotent
+from api.open_payments import refuse_past_open_payment_cap
 from api.pagination import Page, Paging
 from api.schemas.payments import CardPaymentOut, TopupCreate, TopupDetail, TopupOut
 from api.starting import start_with_update
 from ttelgo import vendors
 from ttelgo.errors import AppError
-from ttelgo.models import Payment, PaymentPurpose, VendorUserRole
+from ttelgo.models import Payment, PaymentPurpose, PaymentStatus, VendorUserRole
 from workflows.topup import TopupProgress, TopupStatus, TopupWorkflow, topup_workflow_id
 
 router = APIRouter(prefix="/api/v1/vendor/wallet", tags=["vendor: account"])
 Payer = Annotated[VendorCaller, Depends(vendor_role(VendorUserRole.DEVELOPER))]
 TOPUP_IDS = uuid.UUID("5b0c7e8e-4f0a-4a4e-8d4b-6f1f2a3c9d21")  # uuid5 namespace: caller + Idempotency-Key
 PAYABLE = (TopupStatus.PAYMENT_PENDING, TopupStatus.PAYMENT_FAILED)
+# A declined intent can still be paid inside its window; the window's end cancels it.
+OPEN = (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.PROCESSING, PaymentStatus.FAILED)
 
 
 async def _own_topup(session: Session, caller: VendorCaller, topup_id: uuid.UUID) -> Payment:
@@ -73,6 +77,19 @@ async def create_topup(request: Request, body: TopupCreate, caller: Payer) -> Re
         if body.currency != vendor.currency:
             raise AppError("VALIDATION_ERROR", f"the wallet is in {vendor.currency}, not {body.currency}")
         topup_id = uuid.uuid5(TOPUP_IDS, f"{caller.scope}:{idempotency_key(request)}")
+        open_topups = (
+            Payment.vendor_id == caller.vendor_id,
+            Payment.purpose == PaymentPurpose.TOPUP,
+            Payment.status.in_(OPEN),
+            Payment.created_at > func.now() - timedelta(minutes=settings.payment_window_minutes),
+            Payment.id != topup_id,
+        )
+        await refuse_past_open_payment_cap(
+            request,
+            scope=caller.scope,
+            open_now=select(func.count()).where(*open_topups).scalar_subquery(),
+            what="card top-ups",
+        )
         topup = TopupInput(
             topup_id=topup_id,
             workflow_id=topup_workflow_id(topup_id),

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.fields import PositiveAmount, Reason
 from api.schemas.orders import EsimOut, OrderOut
 from ttelgo.models import Channel, PaymentStatus, RefundStatus
 from workflows.order import OperatorAction
@@ -69,8 +70,10 @@ class AdminOrderDetail(AdminOrderOut):
 class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_minor: int | None = Field(default=None, gt=0, description="left out: everything not yet refunded")
-    reason: str = Field(min_length=3, max_length=1000)
+    amount_minor: PositiveAmount | None = Field(
+        default=None, description="left out: everything not yet refunded"
+    )
+    reason: Reason
     allow_used_esim: bool = Field(
         default=False, description="refund although the eSIM has been used (recorded in the audit log)"
     )
@@ -79,13 +82,13 @@ class RefundCreate(BaseModel):
 class VendorRefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=1000)
+    reason: Reason
 
 
 class AdminAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=1000)
+    reason: Reason
 
 
 class ResolveAction(AdminAction):

@@ -1,34 +1,44 @@
-"""Login shapes."""
+"""Login, session and password-reset shapes."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from api.schemas.fields import Password, line
+
+# Plain text, not EmailStr: every existing account must be able to log in, whatever its domain.
+LoginEmail = Annotated[str, line(320, min_length=3)]
+# Longer than any token we issue, so a wrong kind of token (a JWT) is refused as a wrong token, with 401.
+OpaqueToken = Annotated[str, line(1000, min_length=1)]
+
 
 class Login(BaseModel):
-    # Plain text, not EmailStr: every existing account must be able to log in, whatever its domain.
-    email: str = Field(min_length=3, max_length=320)
-    password: str = Field(min_length=1, max_length=200)
+    email: LoginEmail
+    password: Annotated[str, line(200, min_length=1)]
 
 
 class AccessToken(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
-    refresh_token: str | None = Field(default=None, description="exchange at /api/v1/auth/refresh")
+    refresh_token: str = Field(
+        description="single use: exchange it at /api/v1/auth/refresh for a new pair (reusing one ends the "
+        "session)"
+    )
 
 
 class Refresh(BaseModel):
-    refresh_token: str
+    refresh_token: OpaqueToken
 
 
 class Register(BaseModel):
-    email: EmailStr
-    password: str = Field(min_length=12, max_length=200)
-    full_name: str | None = Field(default=None, max_length=200)
+    email: EmailStr = Field(max_length=320)
+    password: Password
+    full_name: Annotated[str, line(200)] | None = None
 
 
 class Me(BaseModel):
@@ -39,3 +49,16 @@ class Me(BaseModel):
     full_name: str | None
     role: str
     created_at: datetime
+
+
+class ResetRequest(BaseModel):
+    email: LoginEmail
+
+
+class ResetRequested(BaseModel):
+    detail: str = "If an account has this e-mail, a reset code is on its way to it."
+
+
+class ResetConfirm(BaseModel):
+    token: OpaqueToken = Field(description="the code from the reset e-mail")
+    new_password: Password

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.fields import OptionalReason
 from ttelgo.models import NotificationChannel, NotificationStatus
 
 
@@ -32,7 +33,7 @@ class NotificationOut(BaseModel):
 class NotificationResend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=1000, description="for the audit trail")
+    reason: OptionalReason | None = Field(default=None, description="for the audit trail")
 
 
 class NotificationResent(BaseModel):

@@ -7,13 +7,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.fields import BundleCode, CustomerReference
 from ttelgo.models import LedgerEntryType, OrderStatus
 
 
 class VendorOrderCreate(BaseModel):
-    bundle_code: str = Field(min_length=1, max_length=100)
+    bundle_code: BundleCode
     quantity: int = Field(ge=1, le=10, description="the supplier advises at most 10 bundles per order")
-    customer_reference: str | None = Field(default=None, max_length=200)
+    customer_reference: CustomerReference | None = None
 
 
 class EsimOut(BaseModel):

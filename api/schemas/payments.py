@@ -8,6 +8,7 @@ from datetime import datetime
 import stripe as stripe_errors
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from api.schemas.fields import BundleCode, PositiveAmount
 from api.schemas.orders import OrderDetail
 from ttelgo.errors import AppError
 from ttelgo.models import PaymentStatus
@@ -45,7 +46,7 @@ class CardPaymentOut(BaseModel):
 class CustomerOrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a price or amount from the client is refused, not ignored
 
-    bundle_code: str = Field(min_length=1, max_length=100)
+    bundle_code: BundleCode
     quantity: int = Field(default=1, ge=1, le=5)
 
 
@@ -60,7 +61,7 @@ class OrderPaymentRequest(BaseModel):
 
 
 class TopupCreate(BaseModel):
-    amount_minor: int = Field(gt=0, description="within the configured minimum and maximum")
+    amount_minor: PositiveAmount = Field(description="within the configured minimum and maximum")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="the wallet's currency")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.fields import OptionalReason
 from ttelgo.models import FindingAction, FindingKind, ReconciliationStatus
 
 
@@ -17,7 +18,7 @@ class ReconciliationRunCreate(BaseModel):
     window_minutes: int | None = Field(
         default=None, ge=1, le=43_200, description="how far back to compare; RECONCILIATION_WINDOW_MINUTES"
     )
-    reason: str | None = Field(default=None, max_length=1000, description="for the audit trail")
+    reason: OptionalReason | None = Field(default=None, description="for the audit trail")
 
 
 class ReconciliationRunAccepted(BaseModel):

@@ -7,18 +7,27 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from api.schemas.fields import (
+    KeyName,
+    MinorAmount,
+    Name,
+    NonNegativeAmount,
+    OptionalReason,
+    Password,
+)
+from api.schemas.fields import Reason as ReasonText
 from ttelgo.models import BillingMode, VendorStatus, VendorUserRole
 
 
 class VendorCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     contact_email: EmailStr
     billing_mode: BillingMode = BillingMode.PREPAID
-    credit_limit_minor: int = Field(default=0, ge=0)
+    credit_limit_minor: NonNegativeAmount = 0
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     markup_bps: int | None = Field(default=None, ge=0, le=100_000)
     owner_email: EmailStr | None = None
-    owner_password: str | None = Field(default=None, min_length=12, max_length=200)
+    owner_password: Password | None = None
 
     @model_validator(mode="after")
     def owner_needs_both(self) -> VendorCreate:
@@ -58,17 +67,17 @@ class VendorDetail(VendorOut):
 
 
 class Reason(BaseModel):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: OptionalReason | None = None
 
 
 class BalanceAdjustment(BaseModel):
-    amount_minor: int = Field(description="positive credits the wallet, negative debits it")
-    reason: str = Field(min_length=3, max_length=1000)
+    amount_minor: MinorAmount = Field(description="positive credits the wallet, negative debits it")
+    reason: ReasonText
 
 
 class BillingUpdate(BaseModel):
     billing_mode: BillingMode
-    credit_limit_minor: int = Field(ge=0)
+    credit_limit_minor: NonNegativeAmount
 
 
 class MarkupUpdate(BaseModel):
@@ -76,15 +85,13 @@ class MarkupUpdate(BaseModel):
 
 
 class LowBalanceUpdate(BaseModel):
-    threshold_minor: int | None = Field(
-        ge=-(10**15),
-        le=10**15,
+    threshold_minor: MinorAmount | None = Field(
         description="alert when an order takes the available balance below this (minor units); null: never",
     )
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: KeyName
 
 
 class ApiKeyOut(BaseModel):
@@ -104,7 +111,7 @@ class ApiKeyCreated(ApiKeyOut):
 
 class MemberCreate(BaseModel):
     email: EmailStr
-    password: str = Field(min_length=12, max_length=200)
+    password: Password
     role: VendorUserRole = VendorUserRole.VIEWER
 
 

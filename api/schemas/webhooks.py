@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 from ttelgo.models import DeliveryStatus
 from ttelgo.webhooks.events import WebhookEventType
+
+URL_MAX_LENGTH = 2048  # vendors.webhook_url and webhook_deliveries.url
+
+
+def _fits_column(url: HttpUrl) -> HttpUrl:
+    if len(str(url)) > URL_MAX_LENGTH:  # as stored: normalising can make it longer than it was sent
+        raise ValueError(f"the URL is longer than {URL_MAX_LENGTH} characters")
+    return url
 
 
 class WebhookUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: HttpUrl | None = Field(
+    url: Annotated[HttpUrl, AfterValidator(_fits_column)] | None = Field(
         description="where events are POSTed; null stops them (and drops the secrets)"
     )
     events: list[WebhookEventType] | None = Field(

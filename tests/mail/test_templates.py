@@ -43,6 +43,11 @@ PAYLOADS: dict[str, dict[str, object]] = {
         "threshold_minor": 5_000,
         "currency": "EUR",
     },
+    "password_reset": {
+        "token": "ttp_abc",
+        "link": "Or open https://app.example/reset?token=ttp_abc",
+        "minutes": 30,
+    },
 }
 SUBJECTS = {
     "esims_ready": "is ready",
@@ -53,6 +58,7 @@ SUBJECTS = {
     "order_refunded": "was refunded",
     "topup_receipt": "500.00 EUR",
     "low_balance": "balance is low",
+    "password_reset": "Reset your TTelGo password",
 }
 
 

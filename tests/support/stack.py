@@ -23,6 +23,7 @@ from ttelgo.sandbox.processes import ManagedProcess, free_port
 from ttelgo.settings import Settings
 from worker import build_workers
 from workflows.catalogue_sync import SCHEDULE_ID as CATALOGUE_SCHEDULE_ID
+from workflows.housekeeping import SCHEDULE_ID as HOUSEKEEPING_SCHEDULE_ID
 from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 
 
@@ -84,7 +85,7 @@ async def stop_worker_processes(client: Client, *workers: ManagedProcess | None)
     for worker in workers:
         if worker:
             worker.stop()
-    for schedule in (CATALOGUE_SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID):
+    for schedule in (CATALOGUE_SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID, HOUSEKEEPING_SCHEDULE_ID):
         with contextlib.suppress(RPCError):
             await client.get_schedule_handle(schedule).delete()
 

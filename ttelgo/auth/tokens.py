@@ -1,4 +1,8 @@
-"""Short-lived access tokens (HS256 JWT) for staff, customers and vendor team members."""
+"""Short-lived access tokens (HS256 JWT) for staff, customers and vendor team members.
+
+Each names the login session it belongs to (`sid`, see `ttelgo.auth.sessions`), so ending the session ends
+its access tokens at once; refresh tokens are opaque and stored hashed, not JWTs.
+"""
 
 from __future__ import annotations
 
@@ -24,24 +28,25 @@ class TokenClaims:
     kind: PrincipalKind
     role: str
     vendor_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
 
 
-class TokenUse(StrEnum):
-    ACCESS = "access"  # sent with every request, short-lived
-    REFRESH = "refresh"  # only exchanged for a new pair at /auth/refresh
+# Every JWT we issue is an access token (refresh tokens are opaque, `sessions`); the claim keeps refusing
+# the refresh JWTs issued before sessions existed.
+ACCESS_USE = "access"
 
 
 class TokenError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # TOKEN_INVALID or TOKEN_EXPIRED
+        self.code = code  # TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED
 
 
-def issue(claims: TokenClaims, secret: str, ttl: timedelta, use: TokenUse = TokenUse.ACCESS) -> str:
+def issue(claims: TokenClaims, secret: str, ttl: timedelta) -> str:
     now = datetime.now(UTC)
     payload = {
         "iss": ISSUER,
-        "use": use.value,
+        "use": ACCESS_USE,
         "sub": str(claims.subject),
         "typ": claims.kind.value,
         "role": claims.role,
@@ -51,11 +56,13 @@ def issue(claims: TokenClaims, secret: str, ttl: timedelta, use: TokenUse = Toke
     }
     if claims.vendor_id:
         payload["vid"] = str(claims.vendor_id)
+    if claims.session_id:
+        payload["sid"] = str(claims.session_id)
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
-def verify(token: str, secret: str, use: TokenUse = TokenUse.ACCESS) -> TokenClaims:
-    """A refresh token is never accepted as an access token, nor the other way round."""
+def verify(token: str, secret: str) -> TokenClaims:
+    """Only an access token signed with `secret`, unexpired."""
     try:
         payload = jwt.decode(
             token,
@@ -64,15 +71,16 @@ def verify(token: str, secret: str, use: TokenUse = TokenUse.ACCESS) -> TokenCla
             issuer=ISSUER,
             options={"require": ["exp", "sub", "typ", "use"]},
         )
-        if payload["use"] != use.value:
-            raise ValueError(f"a {payload['use']} token was sent where a {use.value} token belongs")
+        if payload["use"] != ACCESS_USE:
+            raise ValueError(f"a {payload['use']} token was sent where an access token belongs")
         return TokenClaims(
             subject=uuid.UUID(payload["sub"]),
             kind=PrincipalKind(payload["typ"]),
             role=str(payload.get("role", "")),
             vendor_id=uuid.UUID(payload["vid"]) if payload.get("vid") else None,
+            session_id=uuid.UUID(payload["sid"]) if payload.get("sid") else None,
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenError("TOKEN_EXPIRED", f"the {use.value} token has expired") from exc
+        raise TokenError("TOKEN_EXPIRED", "the access token has expired") from exc
     except (jwt.PyJWTError, ValueError, KeyError) as exc:
-        raise TokenError("TOKEN_INVALID", f"the {use.value} token is invalid") from exc
+        raise TokenError("TOKEN_INVALID", "the access token is invalid") from exc

@@ -9,20 +9,29 @@ import hashlib
 import hmac
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+INT64_MAX = 2**63 - 1
+# Bounded by the columns they meet (esims.iccid, webhook_events.event_type, esims.bundle_name, BIGINT byte
+# counts): a signed callback that does not fit is refused (400), never an activity retried for ever.
+_Iccid = Annotated[str, StringConstraints(min_length=1, max_length=22, pattern=_ONE_LINE)]
+_Name = Annotated[str, StringConstraints(max_length=100, pattern=_ONE_LINE)]
+_Reference = Annotated[str, StringConstraints(max_length=255, pattern=_ONE_LINE)]
+_Bytes = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class UsageCallback(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    iccid: str
-    alert_type: str  # Utilisation, FirstUse, CountryChange, LowBalance
-    bundle_name: str | None
-    bundle_reference: str | None
-    initial_bytes: int | None
-    remaining_bytes: int | None
+    iccid: _Iccid
+    alert_type: _Name  # Utilisation, FirstUse, CountryChange, LowBalance
+    bundle_name: _Name | None
+    bundle_reference: _Reference | None
+    initial_bytes: _Bytes | None
+    remaining_bytes: _Bytes | None
     unlimited: bool
     start_time: datetime | None
     end_time: datetime | None

@@ -29,6 +29,7 @@ TEMPLATES = (
     "order_refunded",
     "topup_receipt",
     "low_balance",
+    "password_reset",
 )
 MESSAGE_ID_DOMAIN = "ttelgo.notifications"
 

@@ -10,7 +10,15 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ttelgo.models.base import Base, SoftDelete, Timestamps, currency_check, text_enum, uuid_pk
+from ttelgo.models.base import (
+    Base,
+    CreatedAt,
+    SoftDelete,
+    Timestamps,
+    currency_check,
+    text_enum,
+    uuid_pk,
+)
 
 
 class UserRole(StrEnum):
@@ -70,6 +78,9 @@ class Vendor(Timestamps, SoftDelete, Base):
         Index("ix_vendors_status_created_at", "status", "created_at"),
         CheckConstraint("credit_limit_minor >= 0", name="credit_limit_non_negative"),
         CheckConstraint("markup_bps IS NULL OR markup_bps >= 0", name="markup_non_negative"),
+        CheckConstraint(
+            "rate_limit_per_minute IS NULL OR rate_limit_per_minute > 0", name="rate_limit_positive"
+        ),
         currency_check(),
     )
 
@@ -85,6 +96,8 @@ class Vendor(Timestamps, SoftDelete, Base):
     # A `wallet.low_balance` webhook and e-mail when an order takes the wallet's available balance below
     # this (having been at or above it); NULL means no alert.
     low_balance_threshold_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # Requests per minute this vendor's keys and team may make together; NULL means RATE_LIMIT_VENDOR.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
     # The event types the vendor subscribes to; NULL means every type.
@@ -132,3 +145,72 @@ class ApiKey(Timestamps, Base):
     )
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountRealm(StrEnum):
+    """Which table a login account lives in (one e-mail may be both a customer and a vendor team member)."""
+
+    USER = "user"  # users: customers and staff
+    VENDOR_USER = "vendor_user"  # vendor_users
+
+
+class SessionEnd(StrEnum):
+    LOGOUT = "LOGOUT"
+    LOGOUT_EVERYWHERE = "LOGOUT_EVERYWHERE"
+    TOKEN_REUSE = "TOKEN_REUSE"  # a used refresh token came back: it was stolen, or the client was
+    PASSWORD_RESET = "PASSWORD_RESET"
+
+
+class AuthSession(CreatedAt, Base):
+    """One login: a family of refresh tokens, each used once. The access tokens it issues name it (`sid`),
+    so revoking it ends them too."""
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (Index("ix_auth_sessions_realm_principal_id", "realm", "principal_id"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    realm: Mapped[AccountRealm] = mapped_column(text_enum(AccountRealm))
+    # users.id or vendor_users.id, by realm (accounts are soft-deleted, so no cascade is needed).
+    principal_id: Mapped[uuid.UUID]
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[SessionEnd | None] = mapped_column(text_enum(SessionEnd))
+
+
+class RefreshToken(CreatedAt, Base):
+    """A refresh token, stored as the SHA-256 of its 256 random bits (never in clear)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginFailure(Base):
+    """Consecutive failed logins for one e-mail in one realm, known account or not (so a lockout says
+    nothing about whether the account exists). The key is a hash: unknown e-mails are not kept in clear."""
+
+    __tablename__ = "login_failures"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordReset(CreatedAt, Base):
+    """A password-reset token sent by e-mail: stored hashed, expires, works once."""
+
+    __tablename__ = "password_resets"
+    __table_args__ = (Index("ix_password_resets_realm_principal_id", "realm", "principal_id"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    realm: Mapped[AccountRealm] = mapped_column(text_enum(AccountRealm))
+    principal_id: Mapped[uuid.UUID]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -118,6 +118,7 @@ class ApiUsageLog(CreatedAt, Base):
     __table_args__ = (
         Index("ix_api_usage_logs_vendor_id_created_at", "vendor_id", "created_at"),
         Index("ix_api_usage_logs_api_key_id_created_at", "api_key_id", "created_at"),
+        Index("ix_api_usage_logs_created_at", "created_at"),  # the retention schedule deletes by age
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -128,6 +129,20 @@ class ApiUsageLog(CreatedAt, Base):
     status_code: Mapped[int] = mapped_column(Integer)
     duration_ms: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class RateLimitCounter(Base):
+    """One fixed-window request counter of the API's rate limits, shared by every API process.
+
+    UNLOGGED: a crash may empty it (limits start afresh), and no counter write goes through the WAL.
+    """
+
+    __tablename__ = "rate_limit_counters"
+    __table_args__ = (Index("ix_rate_limit_counters_expires_at", "expires_at"), {"prefixes": ["UNLOGGED"]})
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AuditLog(CreatedAt, Base):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from typing import Annotated, Any
 
 import stripe
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StringConstraints
 
 SIGNATURE_TOLERANCE_S = 300
+"""How old a signature may be, and how far ahead of our clock (a sender's clock may run a little fast)."""
+INT64_MAX = 2**63 - 1
 # What the workflows act on; anything else is recorded and acknowledged.
 PAYMENT_EVENTS = frozenset(
     {
@@ -30,18 +33,29 @@ class StripeEventError(Exception):
         self.message = message
 
 
-class PaymentEvent(BaseModel):
-    """One Stripe event as a workflow sees it; `event_id` makes redeliveries recognisable."""
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+# Each as long as the column it is stored in (webhook_events, payments, refunds).
+_StripeId = Annotated[str, StringConstraints(max_length=255, pattern=_ONE_LINE)]
+_EventType = Annotated[str, StringConstraints(max_length=100, pattern=_ONE_LINE)]
+_WorkflowId = Annotated[str, StringConstraints(max_length=200, pattern=_ONE_LINE)]
+_Status = Annotated[str, StringConstraints(max_length=64, pattern=_ONE_LINE)]
+_Currency = Annotated[str, StringConstraints(max_length=3, pattern=_ONE_LINE)]
 
-    event_id: str
-    type: str
-    created: int
-    intent_id: str | None
-    refund_id: str | None = None
-    status: str | None = None
-    amount_minor: int | None = None
-    currency: str | None = None
-    workflow_id: str | None = None
+
+class PaymentEvent(BaseModel):
+    """One Stripe event as a workflow sees it; `event_id` makes redeliveries recognisable. Every field fits
+    the column it ends up in: an event that does not is refused (400) here, not by the database (a 500
+    Stripe redelivers for days) or by an activity (retried for ever)."""
+
+    event_id: _StripeId
+    type: _EventType
+    created: int = Field(ge=0, le=INT64_MAX)
+    intent_id: _StripeId | None
+    refund_id: _StripeId | None = None
+    status: _Status | None = None
+    amount_minor: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    currency: _Currency | None = None
+    workflow_id: _WorkflowId | None = None
     failure_message: str | None = None
 
     @property
@@ -50,20 +64,40 @@ class PaymentEvent(BaseModel):
 
 
 def verify_event(raw: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """The event's JSON once `Stripe-Signature` matches and is at most five minutes old."""
+    """The event's JSON once `Stripe-Signature` matches and is at most five minutes old (or ahead)."""
     if not signature:
         raise StripeEventError("WEBHOOK_SIGNATURE_INVALID", "the Stripe-Signature header is missing")
     try:
         stripe.WebhookSignature.verify_header(raw.decode(), signature, secret, SIGNATURE_TOLERANCE_S)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         raise StripeEventError("WEBHOOK_SIGNATURE_INVALID", str(exc)) from exc
+    # Stripe's check bounds only the age: a signature dated ahead would stay replayable until then.
+    if _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE_S:
+        raise StripeEventError("WEBHOOK_SIGNATURE_INVALID", "the signature is dated in the future")
     try:
         event = json.loads(raw)
     except ValueError as exc:
         raise StripeEventError("WEBHOOK_PAYLOAD_INVALID", "the body is not JSON") from exc
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or "type" not in event:
         raise StripeEventError("WEBHOOK_PAYLOAD_INVALID", "not a Stripe event (id and type missing)")
+    if _holds_nul(event):  # PostgreSQL's jsonb cannot store it
+        raise StripeEventError("WEBHOOK_PAYLOAD_INVALID", "the event contains a NUL character")
     return event
+
+
+def _signed_at(signature: str) -> int:
+    """The `t=` of a header `verify_header` has accepted (so it is there, and a number)."""
+    return max(int(v) for k, _, v in (item.partition("=") for item in signature.split(",")) if k == "t")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def parse_event(event: dict[str, Any]) -> PaymentEvent:

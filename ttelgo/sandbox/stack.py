@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from ttelgo import migrate
+from ttelgo import codec, migrate
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
 from ttelgo.sandbox import smtp_server
@@ -52,6 +52,7 @@ def load_dev_secrets(path: Path) -> dict[str, str]:
         "jwt_secret": lambda: secrets.token_urlsafe(48),
         "admin_password": lambda: secrets.token_urlsafe(12),
         "stripe_webhook_secret": lambda: "whsec_" + secrets.token_hex(24),
+        "temporal_payload_keys": lambda: codec.new_key_spec("dev-1"),
     }
     missing = {name: make() for name, make in wanted.items() if name not in stored}
     if missing:
@@ -79,6 +80,7 @@ class DevStack:
                 "jwt_secret": self.base.jwt_secret or dev["jwt_secret"],
                 "ttelgo_admin_password": self.base.ttelgo_admin_password or dev["admin_password"],
                 "stripe_webhook_secret": self.base.stripe_webhook_secret or dev["stripe_webhook_secret"],
+                "temporal_payload_keys": self.base.temporal_payload_keys or dev["temporal_payload_keys"],
                 "data_dir": self.data_dir,
             }
         ).resolved()
@@ -240,7 +242,11 @@ class DevStack:
     def _start_temporal(self) -> None:
         s = self.settings
         self.processes["temporal"] = start_temporal(
-            self.data_dir / "temporal", s.temporal_port, s.temporal_ui_port, self.logs / "temporal.log"
+            self.data_dir / "temporal",
+            s.temporal_port,
+            s.temporal_ui_port,
+            self.logs / "temporal.log",
+            codec_endpoint=f"http://{s.api_host}:{s.api_port}/codec",
         )
 
     def _start_python(self, name: str, args: list[str]) -> None:
@@ -287,17 +293,7 @@ class DevStack:
         }
 
     def _api_argv(self) -> list[str]:
-        s = self.settings
-        return [
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            s.api_host,
-            "--port",
-            str(s.api_port),
-        ]
+        return ["-m", "api.serve"]  # host, port and the server's limits come from the settings it inherits
 
     def _ensure_admin(self) -> None:
         async def run() -> None:

@@ -21,9 +21,15 @@ def search_attribute_args() -> list[str]:
 
 
 def start_temporal(
-    state_dir: Path, port: int, ui_port: int, log_path: Path, timeout: float = 60.0
+    state_dir: Path,
+    port: int,
+    ui_port: int,
+    log_path: Path,
+    timeout: float = 60.0,
+    codec_endpoint: str | None = None,
 ) -> ManagedProcess:
-    """Start the dev server with its state in `state_dir` (kept across restarts); returns once the UI answers."""
+    """Start the dev server with its state in `state_dir` (kept across restarts); returns once the UI answers.
+    The UI decrypts payloads through `codec_endpoint` (the API's /codec), when given."""
     state_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         temporal_cli(),
@@ -40,6 +46,7 @@ def start_temporal(
         "--log-level",
         "warn",
         *search_attribute_args(),
+        *(["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else []),
     ]
     process = ManagedProcess("temporal", argv, log_path).start()
     wait_until(
