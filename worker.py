@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import replace as replace_dataclass
 from datetime import timedelta
 
 from temporalio.client import (
@@ -23,10 +24,10 @@ from temporalio.client import (
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.contracts import ReconciliationInput
+from activities.contracts import ReconciliationInput, SupplierBalanceCheck
 from activities.data_errors import BadDataInterceptor
 from activities.registry import ActivitySet, build_activities
-from ttelgo import temporal
+from ttelgo import business_metrics, temporal
 from ttelgo.observability import configure_logging
 from ttelgo.settings import Settings, get_settings
 from workflows.catalogue_sync import SCHEDULE_ID, WORKFLOW_ID, CatalogueSyncWorkflow
@@ -37,6 +38,9 @@ from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 from workflows.reconciliation import WORKFLOW_ID as RECONCILIATION_WORKFLOW_ID
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.registry import WORKFLOWS
+from workflows.supplier_balance import SCHEDULE_ID as SUPPLIER_BALANCE_SCHEDULE_ID
+from workflows.supplier_balance import WORKFLOW_ID as SUPPLIER_BALANCE_WORKFLOW_ID
+from workflows.supplier_balance import SupplierBalanceInput, SupplierBalanceWorkflow
 
 log = logging.getLogger("ttelgo.worker")
 INTERCEPTORS = [BadDataInterceptor()]
@@ -60,13 +64,16 @@ async def ensure_catalogue_schedule(client: Client, settings: Settings) -> None:
 
 
 async def _put_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
-    """Creates the schedule, or gives an existing one today's settings (interval, inputs, task queues)."""
+    """Creates the schedule, or gives an existing one today's settings (interval, inputs, task queues),
+    keeping its state: one an operator paused stays paused through deploys and restarts."""
     try:
         await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
 
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
+        def replace(existing: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(
+                schedule=replace_dataclass(schedule, state=existing.description.schedule.state)
+            )
 
         await client.get_schedule_handle(schedule_id).update(replace)
 
@@ -88,7 +95,9 @@ async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> 
         spec=ScheduleSpec(
             intervals=[ScheduleIntervalSpec(every=timedelta(minutes=settings.reconciliation_minutes))]
         ),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        # Runs missed while Temporal was down are skipped, not caught up: after a restore from backup a
+        # caught-up run would act on the lost period before an operator can pause it (docs/RUNBOOK.md).
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5)),
     )
     await _put_schedule(client, RECONCILIATION_SCHEDULE_ID, schedule)
 
@@ -114,6 +123,47 @@ async def ensure_housekeeping_schedule(client: Client, settings: Settings) -> No
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
     await _put_schedule(client, HOUSEKEEPING_SCHEDULE_ID, schedule)
+
+
+async def ensure_supplier_balance_schedule(client: Client, settings: Settings) -> None:
+    """The eSIM Go balance read every SUPPLIER_BALANCE_MINUTES, against today's low-balance threshold."""
+    request = SupplierBalanceInput(
+        check=SupplierBalanceCheck(low_balance_minor=settings.supplier_low_balance_minor),
+        supplier_task_queue=settings.esimgo_task_queue,
+    )
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            SupplierBalanceWorkflow.run,
+            request,
+            id=SUPPLIER_BALANCE_WORKFLOW_ID,
+            task_queue=settings.temporal_task_queue,
+            execution_timeout=timedelta(minutes=10),  # no worker to run it: the next run reads instead
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(minutes=settings.supplier_balance_minutes))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    await _put_schedule(client, SUPPLIER_BALANCE_SCHEDULE_ID, schedule)
+
+
+SCHEDULE_IDS = (
+    SCHEDULE_ID,
+    RECONCILIATION_SCHEDULE_ID,
+    HOUSEKEEPING_SCHEDULE_ID,
+    SUPPLIER_BALANCE_SCHEDULE_ID,
+)
+"""Every schedule the project runs, in the order `ensure_schedules` puts them."""
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
+    """Every schedule the project runs, with today's settings: at worker start-up and in `ttelgo temporal
+    setup`. Returns their ids."""
+    await ensure_catalogue_schedule(client, settings)
+    await ensure_reconciliation_schedule(client, settings)
+    await ensure_housekeeping_schedule(client, settings)
+    await ensure_supplier_balance_schedule(client, settings)
+    return list(SCHEDULE_IDS)
 
 
 def build_workers(client: Client, settings: Settings, activities: ActivitySet) -> list[Worker]:
@@ -144,7 +194,11 @@ def build_workers(client: Client, settings: Settings, activities: ActivitySet) -
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     runtime = Runtime(
         telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker_metrics_port}")
+            metrics=PrometheusConfig(
+                bind_address=f"{settings.worker_metrics_host}:{settings.worker_metrics_port}",
+                counters_total_suffix=True,
+                histogram_bucket_overrides=business_metrics.HISTOGRAM_BUCKETS,
+            )
         )
     )
     client = await temporal.connect(settings, runtime=runtime)
@@ -153,9 +207,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
             for worker in build_workers(client, settings, activities):
                 await stack.enter_async_context(worker)
-            await ensure_catalogue_schedule(client, settings)
-            await ensure_reconciliation_schedule(client, settings)
-            await ensure_housekeeping_schedule(client, settings)
+            await ensure_schedules(client, settings)
             log.info(
                 "worker polling %r and %r on %s",
                 settings.temporal_task_queue,
@@ -170,7 +222,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     settings = get_settings().resolved()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def serve() -> None:
         stop = asyncio.Event()

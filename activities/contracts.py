@@ -423,3 +423,18 @@ class PruneBatch(BaseModel):
 class Pruned(BaseModel):
     chore: Chore
     rows: int
+
+
+READ_SUPPLIER_BALANCE = "supplier.read_balance"
+
+
+class SupplierBalanceCheck(BaseModel):
+    """`low_balance_minor` (in the supplier's currency) or None: no threshold, never low."""
+
+    low_balance_minor: int | None = Field(default=None, ge=0)
+
+
+class SupplierBalance(BaseModel):
+    currency: str
+    balance_minor: int
+    low: bool

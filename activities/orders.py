@@ -21,7 +21,8 @@ from activities.contracts import (
     StatusChange,
     StoreEsims,
 )
-from ttelgo.models import Esim, Order, OrderStatus
+from ttelgo import business_metrics
+from ttelgo.models import TERMINAL_ORDER_STATES, Esim, Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,24 @@ class OrderActivities:
         if change.status is OrderStatus.COMPLETED:
             values["completed_at"] = now
         async with self.sessions() as session, session.begin():
-            await session.execute(update(Order).where(Order.id == change.order_id).values(**values))
+            before = await session.scalar(
+                select(Order.status).where(Order.id == change.order_id).with_for_update()
+            )
+            order = await session.scalar(
+                update(Order).where(Order.id == change.order_id).values(**values).returning(Order)
+            )
+        # Counted once its transaction committed, and only by the attempt that moved it (not by a retry).
+        if order is not None and before is not change.status and change.status in TERMINAL_ORDER_STATES:
+            business_metrics.order_finished(
+                activity.metric_meter(),
+                channel=order.channel,
+                status=order.status,
+                currency=order.currency,
+                total_minor=order.total_minor,
+                supplier_cost_minor=order.wholesale_cost_minor,
+                created_at=order.created_at,
+                completed_at=order.completed_at,
+            )
 
     @activity.defn(name=STORE_ESIMS)
     async def store_esims(self, batch: StoreEsims) -> None:

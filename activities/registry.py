@@ -19,6 +19,7 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
+from activities.supplier_balance import SupplierBalanceActivities
 from activities.webhooks import WebhookActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
@@ -60,6 +61,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
         retry_budget_s=round(settings.mail_retry_budget_minutes * 60),
     )
     refunds = RefundActivities(sessions)
+    supplier_balance = SupplierBalanceActivities(esimgo)
     housekeeping = HousekeepingActivities(sessions)
     reconciliation = ReconciliationActivities(esimgo, stripe, sessions)
     webhooks = WebhookActivities(
@@ -115,6 +117,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
             supplier.revoke_bundles,
             reconciliation.find_unclaimed_supplier_orders,
             reconciliation.resolve_supplier_order,
+            supplier_balance.read_balance,
         ],
         close=close,
     )

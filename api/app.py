@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.business_metrics import BusinessMetrics
 from api.client_address import ClientAddressMiddleware
 from api.cors import install_cors
+from api.docs import install_docs
 from api.input_guard import ControlCharacterGuard
 from api.middleware import HttpMetrics, MetricsMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
@@ -48,7 +50,7 @@ from ttelgo.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = (settings or get_settings()).resolved()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,12 +75,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="eSIM data bundles for travellers and resellers",
         lifespan=lifespan,
-        **({} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
+        docs_url=None,  # api.docs serves the docs pages, with their assets
+        redoc_url=None,
+        **({} if docs else {"openapi_url": None}),
     )
     app.state.settings = settings
     app.state.metrics_registry = CollectorRegistry()
+    app.state.business_metrics = BusinessMetrics(
+        app.state.metrics_registry, settings.backlog_metrics_cache_seconds
+    )
     install_problem_handlers(app)
     install_openapi(app)
+    if docs:
+        install_docs(app)
     install_security_headers(app, hsts=settings.is_production)
     app.add_middleware(ControlCharacterGuard)  # innermost: a body-size limit outside it applies first
     app.add_middleware(ClientAddressMiddleware)

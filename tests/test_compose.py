@@ -24,7 +24,7 @@ def setting_names() -> set[str]:
 def test_compose_parses_and_has_the_production_topology() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert {"postgres", "temporal", "temporal-ui", "api", "worker"} <= set(compose["services"])
-    for service in ("api", "worker", "migrate"):
+    for service in ("api", "worker", "migrate", "temporal-setup"):
         assert compose["services"][service]["build"] == "."
     assert (ROOT / "Dockerfile").exists()
 
@@ -32,7 +32,7 @@ def test_compose_parses_and_has_the_production_topology() -> None:
 def test_our_services_receive_only_settings_that_exist() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     known = setting_names()
-    for service in ("api", "worker", "migrate"):
+    for service in ("api", "worker", "migrate", "temporal-setup"):
         env = compose["services"][service]["environment"]
         unknown = set(env) - known
         assert not unknown, f"{service} passes settings that ttelgo does not read: {unknown}"
@@ -47,3 +47,15 @@ def test_production_settings_in_compose_are_complete() -> None:
         _env_file=None, **{k.lower(): v for k, v in env.items() if k != "TTELGO_ENV"}, ttelgo_env="production"
     )  # type: ignore[call-arg]
     assert settings.missing_for_production() == []
+
+
+def test_api_and_worker_start_only_after_temporal_is_set_up() -> None:
+    """Without the search attributes every order start is refused, so the setup job gates both."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    setup = services["temporal-setup"]
+    assert setup["command"][:3] == ["ttelgo", "temporal", "setup"]
+    assert "temporal" in setup["depends_on"]
+    assert setup["environment"] == services["migrate"]["environment"]  # the same settings as the others
+    for service in ("api", "worker"):
+        gate = services[service]["depends_on"]["temporal-setup"]
+        assert gate == {"condition": "service_completed_successfully"}, service

@@ -32,8 +32,9 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
         "notification",
         "webhook",
         "housekeeping",
+        "supplier",
     }
-    assert len(WORKFLOWS) == 9
+    assert len(WORKFLOWS) == 10
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

@@ -1,18 +1,30 @@
-"""The `ttelgo` command line: the dev stack and schema management."""
+"""The `ttelgo` command line: the dev stack, schema management, and operating Temporal.
+
+Like worker.py it is an entry point, so its Temporal commands use the worker's schedules and workflow set;
+they import them when run, so the other commands start without loading the workflows."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
-from ttelgo import dev_payments, migrate
+from ttelgo import dev_payments, migrate, replay, temporal_setup
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
-from ttelgo.settings import ConfigurationError, get_settings
+from ttelgo.settings import SEARCH_ATTRIBUTES, ConfigurationError, Settings, get_settings
 
 app = typer.Typer(help="TTelGo: eSIM data bundles on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
@@ -24,12 +36,24 @@ app.add_typer(dev_app, name="dev")
 console = Console()
 
 
-def _database_url() -> str:
+def _resolved_settings() -> Settings:
+    """The settings, and outside production the secrets `ttelgo dev` generated (so commands such as
+    `workflows replay` read the dev stack's encrypted histories without exporting its key)."""
+    from ttelgo.sandbox.stack import DEV_SECRETS, with_dev_secrets
+
+    settings = get_settings()
+    secrets_file = settings.data_dir / DEV_SECRETS
+    if not settings.is_production and secrets_file.exists():
+        settings = with_dev_secrets(settings, json.loads(secrets_file.read_text()))
     try:
-        url = get_settings().resolved().database_url
+        return settings.resolved()
     except ConfigurationError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
+
+
+def _database_url() -> str:
+    url = _resolved_settings().database_url
     assert url
     return url
 
@@ -212,3 +236,149 @@ def orders_check() -> None:
         console.print(f"[red]{len(violations)} order violation(s)[/]")
         raise typer.Exit(1)
     console.print("[green]orders OK[/]")
+
+
+temporal_app = typer.Typer(help="The Temporal namespace TTelGo runs in.", no_args_is_help=True)
+app.add_typer(temporal_app, name="temporal")
+
+
+@temporal_app.command("setup")
+def temporal_setup_command(
+    retention_days: int = typer.Option(
+        30, "--retention-days", min=1, help="history retention of a namespace this creates"
+    ),
+    wait: float = typer.Option(60, "--wait", min=0, help="seconds to wait for Temporal to answer"),
+) -> None:
+    """Prepare TEMPORAL_NAMESPACE: create it if missing, register the search attributes, create or update the
+    schedules. Safe to run again (docker-compose runs it before the API and the worker)."""
+    from worker import ensure_schedules
+
+    settings = _resolved_settings()
+
+    async def run(client: Client) -> int:
+        console.print(f"Temporal at {settings.temporal_address}", highlight=False)
+        outcome = await temporal_setup.ensure_namespace(client, timedelta(days=retention_days))
+        console.print(f"[green]✓[/] namespace {client.namespace}: {outcome}", highlight=False)
+        for name, state in (await temporal_setup.ensure_search_attributes(client, SEARCH_ATTRIBUTES)).items():
+            console.print(f"[green]✓[/] search attribute {name} ({state})", highlight=False)
+        for schedule_id in await ensure_schedules(client, settings):
+            console.print(f"[green]✓[/] schedule {schedule_id} (created or updated)", highlight=False)
+        console.print("[green]Temporal is set up for TTelGo[/]")
+        return 0
+
+    _run_against_temporal(run, settings, wait=timedelta(seconds=wait))
+
+
+workflows_app = typer.Typer(help="Workflow histories on the Temporal server.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+
+QueryOption = Annotated[
+    str | None,
+    typer.Option("--query", help="Temporal visibility query, e.g. \"WorkflowType='Order'\"; default: any"),
+]
+LimitOption = Annotated[int, typer.Option("--limit", min=1, help="at most this many executions of --query")]
+WorkflowIdOption = Annotated[
+    list[str] | None,
+    typer.Option("--workflow-id", help="this workflow's latest run (repeatable; instead of --query)"),
+]
+
+
+def _selection(query: str | None, limit: int, workflow_ids: list[str] | None) -> replay.Selection:
+    if query and workflow_ids:
+        console.print("[red]give --query or --workflow-id, not both[/]")
+        raise typer.Exit(2)
+    return replay.Selection(query=query, workflow_ids=tuple(workflow_ids or ()), limit=limit)
+
+
+def _nothing_matched(selection: replay.Selection) -> int:
+    what = f"query {selection.query!r}" if selection.query else "any workflow"
+    console.print(f"[yellow]no workflow matched {what}[/]", highlight=False, soft_wrap=True)
+    return 2
+
+
+@workflows_app.command("replay")
+def workflows_replay(
+    query: QueryOption = None, limit: LimitOption = 100, workflow_id: WorkflowIdOption = None
+) -> None:
+    """Replay histories from the server against the workflow code on disk, with the worker's workflows and
+    data converter: exit 1 on any nondeterminism (run it before deploying a worker change), 2 when nothing
+    matched."""
+    from workflows.registry import WORKFLOWS
+
+    selection = _selection(query, limit, workflow_id)
+    settings = _resolved_settings()
+
+    async def run(client: Client) -> int:
+        replayed = failed = 0
+        async for outcome in replay.replay(client, WORKFLOWS, selection):
+            colour = "green" if outcome.failure is None else "red"
+            reason = f": {outcome.reason}" if outcome.failure else ""
+            console.print(
+                f"{outcome.workflow_id}  {outcome.run_id}  {outcome.workflow_type}  "
+                f"[{colour}]{outcome.verdict}[/]{escape(reason)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            replayed += 1
+            failed += outcome.failure is not None
+        if not replayed:
+            return _nothing_matched(selection)
+        if failed:
+            console.print(f"[red]{failed} of {replayed} histories failed to replay[/]")
+            return 1
+        console.print(f"[green]{replayed} histories replayed, all deterministic[/]")
+        return 0
+
+    _run_against_temporal(run, settings)
+
+
+@workflows_app.command("export")
+def workflows_export(
+    query: QueryOption = None,
+    limit: LimitOption = 100,
+    workflow_id: WorkflowIdOption = None,
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="folder to write into")] = Path(
+        "tests/histories"
+    ),
+) -> None:
+    """Save histories as JSON files (`<type>_<workflow id>.json`) to replay in tests/test_replay.py. Payloads
+    stay as stored: encrypted ones replay only with the TEMPORAL_PAYLOAD_KEYS that wrote them."""
+    selection = _selection(query, limit, workflow_id)
+    settings = _resolved_settings()
+
+    async def run(client: Client) -> int:
+        written = 0
+        async for history in replay.fetch_histories(client, selection):
+            path = replay.save(history, out)
+            console.print(f"[green]✓[/] {path}", highlight=False, soft_wrap=True)
+            written += 1
+        return 0 if written else _nothing_matched(selection)
+
+    _run_against_temporal(run, settings)
+
+
+def _run_against_temporal(
+    work: Callable[[Client], Awaitable[int]], settings: Settings, wait: timedelta = timedelta(0)
+) -> NoReturn:
+    """Connects (waiting up to `wait` for the server), runs `work` and exits with the code it returns; an
+    unreachable or unfit server (1) and an unknown workflow id (2) end the command with their message."""
+
+    async def run() -> int:
+        return await work(await temporal_setup.connect(settings, wait))
+
+    try:
+        code = asyncio.run(run())
+    except temporal_setup.SetupError as exc:
+        console.print(f"[red]✗ {escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        code = 1
+    except replay.NoSuchWorkflow as exc:
+        console.print(f"[yellow]{exc}[/]", highlight=False)
+        code = 2
+    except RPCError as exc:  # a malformed query, an unknown namespace, no permission
+        console.print(f"[red]✗ Temporal refused: {escape(exc.message)}[/]", highlight=False, soft_wrap=True)
+        code = 2 if exc.status is RPCStatusCode.INVALID_ARGUMENT else 1
+    # The SDK's Rust threads can abort the interpreter's shutdown once a client was made (SIGABRT, exit 134:
+    # temporalio/sdk-python#300), which would fail a compose job that succeeded: leave without that shutdown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -185,6 +186,18 @@ class Settings(BaseSettings):
     # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; unset: open outside production,
     # refused (401) in production.
     metrics_token: str | None = None
+
+    # Observability (ttelgo.business_metrics, ttelgo.observability). The worker's Prometheus endpoint
+    # listens on WORKER_METRICS_HOST:WORKER_METRICS_PORT (0.0.0.0 in a container, for Prometheus to reach).
+    # The `supplier-balance` schedule reads the eSIM Go balance every SUPPLIER_BALANCE_MINUTES; below
+    # SUPPLIER_LOW_BALANCE_MINOR (minor units of the supplier's currency; unset: never) it logs a warning
+    # and sets ttelgo_supplier_balance_low. BACKLOG_METRICS_CACHE_SECONDS: how long the API reuses the
+    # backlog counts it read for /metrics. LOG_FORMAT: `text` (one readable line) or `json` (one object a line).
+    worker_metrics_host: str = "127.0.0.1"
+    supplier_balance_minutes: int = Field(default=15, ge=1)
+    supplier_low_balance_minor: int | None = Field(default=None, ge=0)
+    backlog_metrics_cache_seconds: float = Field(default=10, ge=0)
+    log_format: Literal["text", "json"] = "text"
 
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"

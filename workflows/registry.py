@@ -7,6 +7,7 @@ from workflows.notification import NotificationWorkflow
 from workflows.order import OrderWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
+from workflows.supplier_balance import SupplierBalanceWorkflow
 from workflows.topup import TopupWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -18,6 +19,7 @@ WORKFLOWS: list[type] = [
     OrderWorkflow,
     ReconciliationWorkflow,
     RefundWorkflow,
+    SupplierBalanceWorkflow,
     TopupWorkflow,
     WebhookDeliveryWorkflow,
 ]

@@ -40,7 +40,15 @@ router = APIRouter(prefix=PREFIX, tags=["codec"], dependencies=[Depends(require_
 PAYLOADS_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"type": "object", "description": "Payloads as JSON"}}},
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "Payloads as JSON"},
+                # one payload: json/plain metadata and the JSON text "Hello", base64 as protobuf JSON spells bytes
+                "example": {
+                    "payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "IkhlbGxvIg=="}]
+                },
+            }
+        },
     }
 }
 

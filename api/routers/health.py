@@ -92,4 +92,5 @@ def _metrics_access(request: Request) -> None:
     responses={401: {"description": "METRICS_TOKEN is set (or this is production) and was not presented"}},
 )
 async def metrics(request: Request) -> Response:
+    await request.app.state.business_metrics.backlog.refresh(request.app.state.sessions)
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,10 +17,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import UsageEvent
+from api.business_metrics import WebhookOutcome
 from ttelgo.errors import AppError
 from ttelgo.esimgo.callbacks import InvalidCallback, parse_usage_callback, verify_signature
 from ttelgo.models import Payment, Refund, WebhookEvent, WebhookEventStatus
-from ttelgo.payments import PaymentEvent, StripeEventError, parse_event, verify_event
+from ttelgo.payments import PaymentEvent, StripeEventError, parse_event, storable, verify_event
 from workflows.esim_usage import EsimUsageWorkflow, usage_workflow_id
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -71,6 +72,15 @@ async def _record_once(
     return earlier.status is WebhookEventStatus.RECEIVED and stalled
 
 
+def _count(request: Request, provider: str, outcome: WebhookOutcome) -> None:
+    request.app.state.business_metrics.webhook(provider, outcome)
+
+
+def _ack(request: Request, provider: str, outcome: WebhookOutcome, event_id: str) -> WebhookAck:
+    _count(request, provider, outcome)
+    return WebhookAck(status=outcome.value, event_id=event_id)
+
+
 async def _mark(
     request: Request, provider: str, event_id: str, status: WebhookEventStatus, error: str | None = None
 ) -> None:
@@ -92,10 +102,12 @@ async def esimgo_callback(request: Request) -> WebhookAck:
     raw = await request.body()
     settings = request.app.state.settings
     if not verify_signature(raw, request.headers.get("X-Signature-SHA256"), str(settings.esimgo_api_key)):
+        _count(request, "esimgo", WebhookOutcome.REJECTED)
         raise AppError("CALLBACK_SIGNATURE_INVALID")
     try:
         callback = parse_usage_callback(raw)
     except InvalidCallback as exc:
+        _count(request, "esimgo", WebhookOutcome.REJECTED)
         raise AppError("WEBHOOK_PAYLOAD_INVALID", str(exc)) from exc
 
     # eSIM Go sends no event id; a redelivery carries the same bytes, so the body's hash identifies it.
@@ -103,7 +115,7 @@ async def esimgo_callback(request: Request) -> WebhookAck:
     workflow_id = usage_workflow_id(event_id)
     payload = callback.model_dump(mode="json")
     if not await _record_once(request, "esimgo", event_id, callback.alert_type, payload, workflow_id):
-        return WebhookAck(status="duplicate", event_id=event_id)
+        return _ack(request, "esimgo", WebhookOutcome.DUPLICATE, event_id)
 
     try:
         await request.app.state.temporal.start_workflow(
@@ -114,8 +126,11 @@ async def esimgo_callback(request: Request) -> WebhookAck:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        return WebhookAck(status="duplicate", event_id=event_id)
-    return WebhookAck(status="accepted", event_id=event_id)
+        return _ack(request, "esimgo", WebhookOutcome.DUPLICATE, event_id)
+    except (RPCError, RuntimeError):  # Temporal unreachable: answered 503, eSIM Go delivers it again
+        _count(request, "esimgo", WebhookOutcome.RETRY)
+        raise
+    return _ack(request, "esimgo", WebhookOutcome.ACCEPTED, event_id)
 
 
 @router.post(
@@ -133,32 +148,34 @@ async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
     if not secret:
         raise AppError("SERVICE_UNAVAILABLE", "STRIPE_WEBHOOK_SECRET is not configured")
     try:
-        stored = verify_event(raw, request.headers.get("Stripe-Signature"), secret)
+        stored = storable(verify_event(raw, request.headers.get("Stripe-Signature"), secret))
         event = parse_event(stored)
     except StripeEventError as exc:
+        _count(request, "stripe", WebhookOutcome.REJECTED)
         raise AppError(exc.code, exc.message) from exc
 
     target = event.workflow_id or await _workflow_of(request, event)
     if not await _record_once(request, "stripe", event.event_id, event.type, stored, target):
-        return WebhookAck(status="duplicate", event_id=event.event_id)
+        return _ack(request, "stripe", WebhookOutcome.DUPLICATE, event.event_id)
     if not event.handled or target is None:
         why = "event type not handled" if not event.handled else "no workflow for this PaymentIntent"
         await _mark(request, "stripe", event.event_id, WebhookEventStatus.IGNORED, why)
-        return WebhookAck(status="ignored", event_id=event.event_id)
+        return _ack(request, "stripe", WebhookOutcome.IGNORED, event.event_id)
 
     try:
         await request.app.state.temporal.get_workflow_handle(target).signal(PAYMENT_SIGNAL, event)
     except (RPCError, RuntimeError) as exc:  # RuntimeError: the lazy client cannot connect
         if not isinstance(exc, RPCError) or exc.status is not RPCStatusCode.NOT_FOUND:
             log.warning("Stripe event %s not handed on yet: %s", event.event_id, exc)
+            _count(request, "stripe", WebhookOutcome.RETRY)
             return JSONResponse({"status": "retry", "event_id": event.event_id}, status_code=503)
         # The workflow has finished (or never existed): kept for operators, nothing to redeliver.
         await _mark(
             request, "stripe", event.event_id, WebhookEventStatus.IGNORED, f"workflow {target} closed"
         )
-        return WebhookAck(status="ignored", event_id=event.event_id)
+        return _ack(request, "stripe", WebhookOutcome.IGNORED, event.event_id)
     await _mark(request, "stripe", event.event_id, WebhookEventStatus.DELIVERED)
-    return WebhookAck(status="accepted", event_id=event.event_id)
+    return _ack(request, "stripe", WebhookOutcome.ACCEPTED, event.event_id)
 
 
 async def _workflow_of(request: Request, event: PaymentEvent) -> str | None:

@@ -68,7 +68,14 @@ class AdminOrderDetail(AdminOrderOut):
 
 
 class RefundCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"amount_minor": 500, "reason": "half of the data never worked", "allow_used_esim": True}
+            ]
+        },
+    )
 
     amount_minor: PositiveAmount | None = Field(
         default=None, description="left out: everything not yet refunded"
@@ -80,19 +87,29 @@ class RefundCreate(BaseModel):
 
 
 class VendorRefundCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "the traveller cancelled before installing"}]},
+    )
 
     reason: Reason
 
 
 class AdminAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "the supplier confirmed the outage is over"}]},
+    )
 
     reason: Reason
 
 
 class ResolveAction(AdminAction):
     """An operator's decision for an order stopped in NEEDS_ATTENTION."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"action": "retry", "reason": "the supplier corrected the bundle"}]}
+    )
 
     action: OperatorAction = Field(
         description="`retry`: provision again; `give_up`: fail it (wallet hold voided, card refunded)"

@@ -17,6 +17,12 @@ OpaqueToken = Annotated[str, line(1000, min_length=1)]
 
 
 class Login(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery staple"}]
+        }
+    )
+
     email: LoginEmail
     password: Annotated[str, line(200, min_length=1)]
 
@@ -32,10 +38,26 @@ class AccessToken(BaseModel):
 
 
 class Refresh(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "ttr_Zk3v9QeL0pXw2sT8yB1nR4uH7cJ5mA6dF0gK9iO2lE"}]}
+    )
+
     refresh_token: OpaqueToken
 
 
 class Register(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery staple",
+                    "full_name": "Ada Lovelace",
+                }
+            ]
+        }
+    )
+
     email: EmailStr = Field(max_length=320)
     password: Password
     full_name: Annotated[str, line(200)] | None = None
@@ -52,6 +74,8 @@ class Me(BaseModel):
 
 
 class ResetRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
+
     email: LoginEmail
 
 
@@ -60,5 +84,16 @@ class ResetRequested(BaseModel):
 
 
 class ResetConfirm(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "ttp_Qm8sW1xZ4vB7nC0kL3jH6gF9dS2aP5oI8uY1tR4eW7q",
+                    "new_password": "correct horse battery staple",
+                }
+            ]
+        }
+    )
+
     token: OpaqueToken = Field(description="the code from the reset e-mail")
     new_password: Password

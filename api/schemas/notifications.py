@@ -31,7 +31,9 @@ class NotificationOut(BaseModel):
 
 
 class NotificationResend(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "the customer fixed their mailbox"}]}
+    )
 
     reason: OptionalReason | None = Field(default=None, description="for the audit trail")
 

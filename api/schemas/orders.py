@@ -12,6 +12,14 @@ from ttelgo.models import LedgerEntryType, OrderStatus
 
 
 class VendorOrderCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"bundle_code": "esim_1GB_7D_GB_V2", "quantity": 2, "customer_reference": "booking-4711"}
+            ]
+        }
+    )
+
     bundle_code: BundleCode
     quantity: int = Field(ge=1, le=10, description="the supplier advises at most 10 bundles per order")
     customer_reference: CustomerReference | None = None

@@ -44,7 +44,9 @@ class CardPaymentOut(BaseModel):
 
 
 class CustomerOrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a price or amount from the client is refused, not ignored
+    model_config = ConfigDict(  # a price or amount from the client is refused, not ignored
+        extra="forbid", json_schema_extra={"examples": [{"bundle_code": "esim_1GB_7D_GB_V2", "quantity": 1}]}
+    )
 
     bundle_code: BundleCode
     quantity: int = Field(default=1, ge=1, le=5)
@@ -55,12 +57,16 @@ class CustomerOrderCreated(OrderDetail):
 
 
 class OrderPaymentRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"order_id": "0f8fad5b-d9cb-469f-a165-70867728950e"}]}
+    )
 
     order_id: uuid.UUID
 
 
 class TopupCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"amount_minor": 50000, "currency": "USD"}]})
+
     amount_minor: PositiveAmount = Field(description="within the configured minimum and maximum")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="the wallet's currency")
 

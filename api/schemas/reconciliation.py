@@ -13,7 +13,10 @@ from ttelgo.models import FindingAction, FindingKind, ReconciliationStatus
 
 
 class ReconciliationRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"window_minutes": 1440, "reason": "after the supplier incident"}]},
+    )
 
     window_minutes: int | None = Field(
         default=None, ge=1, le=43_200, description="how far back to compare; RECONCILIATION_WINDOW_MINUTES"

@@ -14,6 +14,12 @@ MAX_REQUESTS_PER_MINUTE = 1_000_000
 
 
 class VendorRateLimitUpdate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"requests_per_minute": 600, "reason": "launch week traffic agreed with the vendor"}]
+        }
+    )
+
     requests_per_minute: Annotated[int, Field(ge=1, le=MAX_REQUESTS_PER_MINUTE)] | None = Field(
         description="requests per minute the vendor's API keys and team may make together; null: the default"
     )

@@ -20,6 +20,21 @@ from ttelgo.models import BillingMode, VendorStatus, VendorUserRole
 
 
 class VendorCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Wanderlust Travel",
+                    "contact_email": "ops@wanderlust.example.com",
+                    "billing_mode": "PREPAID",
+                    "currency": "USD",
+                    "owner_email": "owner@wanderlust.example.com",
+                    "owner_password": "correct horse battery staple",
+                }
+            ]
+        }
+    )
+
     name: Name
     contact_email: EmailStr
     billing_mode: BillingMode = BillingMode.PREPAID
@@ -67,30 +82,48 @@ class VendorDetail(VendorOut):
 
 
 class Reason(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "documents checked with the reseller"}]}
+    )
+
     reason: OptionalReason | None = None
 
 
 class BalanceAdjustment(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"amount_minor": 10000, "reason": "goodwill credit for ticket 1234"}]}
+    )
+
     amount_minor: MinorAmount = Field(description="positive credits the wallet, negative debits it")
     reason: ReasonText
 
 
 class BillingUpdate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"billing_mode": "POSTPAID", "credit_limit_minor": 500000}]}
+    )
+
     billing_mode: BillingMode
     credit_limit_minor: NonNegativeAmount
 
 
 class MarkupUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"markup_bps": 1500}]})
+
     markup_bps: int | None = Field(ge=0, le=100_000, description="null falls back to the platform default")
 
 
 class LowBalanceUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"threshold_minor": 20000}]})
+
     threshold_minor: MinorAmount | None = Field(
         description="alert when an order takes the available balance below this (minor units); null: never",
     )
 
 
 class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "booking backend"}]})
+
     name: KeyName
 
 
@@ -110,6 +143,18 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class MemberCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "dev@wanderlust.example.com",
+                    "password": "correct horse battery staple",
+                    "role": "developer",
+                }
+            ]
+        }
+    )
+
     email: EmailStr
     password: Password
     role: VendorUserRole = VendorUserRole.VIEWER

@@ -21,7 +21,17 @@ def _fits_column(url: HttpUrl) -> HttpUrl:
 
 
 class WebhookUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://shop.example.com/ttelgo/events",
+                    "events": ["order.completed", "order.failed"],
+                }
+            ]
+        },
+    )
 
     url: Annotated[HttpUrl, AfterValidator(_fits_column)] | None = Field(
         description="where events are POSTed; null stops them (and drops the secrets)"

@@ -274,6 +274,9 @@ async def test_signed_stripe_events_that_do_not_fit_are_400_and_store_nothing(b2
     long_id["id"] = "evt_" + "x" * 300
     long_type = stripe_event()
     long_type["type"] = "payment_intent." + "y" * 120
+    odd_shapes = [stripe_event() for _ in range(3)]
+    for event, data in zip(odd_shapes, (["a", "list"], None, "text"), strict=True):
+        event["data"] = data
     for event in [
         long_id,
         long_type,
@@ -289,6 +292,13 @@ async def test_signed_stripe_events_that_do_not_fit_are_400_and_store_nothing(b2
     assert await stored_events(b2b, "stripe") == before
     fits = await deliver(b2b, stripe_event(metadata={"note": "a" * 500}))
     assert fits.status_code == 200 and fits.json()["status"] == "ignored", fits.text
+    # No payment object to act on: refused or kept for operators, never a 500 Stripe redelivers for days.
+    answers = [await deliver(b2b, odd) for odd in odd_shapes]
+    assert [(a.status_code, a.json().get("code") or a.json().get("status")) for a in answers] == [
+        (400, "WEBHOOK_PAYLOAD_INVALID"),  # data a list
+        (200, "ignored"),  # data null: nothing to act on
+        (400, "WEBHOOK_PAYLOAD_INVALID"),  # data a string
+    ]
 
 
 @with_stripe_secret

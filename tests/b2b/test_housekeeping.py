@@ -182,6 +182,12 @@ async def test_the_worker_keeps_an_hourly_housekeeping_schedule_with_todays_sett
         [argument] = await b2b.temporal.data_converter.decode(action.args)
         assert argument["api_usage_days"] == 30
         assert [i.every for i in described.schedule.spec.intervals] == [timedelta(hours=1)]
+
+        # One an operator paused stays paused through the next deploy or restart.
+        await b2b.temporal.get_schedule_handle(SCHEDULE_ID).pause(note="restoring a backup")
+        await ensure_housekeeping_schedule(b2b.temporal, b2b.settings)
+        state = (await b2b.temporal.get_schedule_handle(SCHEDULE_ID).describe()).schedule.state
+        assert state.paused and state.note == "restoring a backup"
     finally:
         with contextlib.suppress(RPCError):
             await b2b.temporal.get_schedule_handle(SCHEDULE_ID).delete()

@@ -58,7 +58,7 @@ async def test_forged_missing_and_stale_signatures_are_400_and_store_nothing(b2c
 
 async def test_five_duplicate_deliveries_have_one_effect(b2c: B2C) -> None:
     order, intent, metadata, headers = await _pending_order(b2c)
-    event = intent_event("payment_intent.succeeded", intent, metadata)
+    event = intent_event("payment_intent.succeeded", intent, metadata, client_secret=f"{intent.id}_secret_x1")
     answers = await asyncio.gather(*(b2c.deliver(event) for _ in range(5)))
     assert all(a.status_code == 200 for a in answers)
     assert sorted(a.json()["status"] for a in answers) == ["accepted"] + ["duplicate"] * 4
@@ -66,6 +66,9 @@ async def test_five_duplicate_deliveries_have_one_effect(b2c: B2C) -> None:
     assert b2c.sim.stats()["orders"]["transactions"] == 1
     rows = await _events(b2c, event_id=event["id"])
     assert len(rows) == 1 and rows[0].status is WebhookEventStatus.DELIVERED
+    # Kept without the client secret, which would let whoever reads the table confirm payments.
+    assert "client_secret" not in rows[0].payload["data"]["object"]
+    assert rows[0].payload["data"]["object"]["id"] == intent.id
 
 
 async def test_succeeded_before_processing_ends_paid(b2c: B2C) -> None:

@@ -19,7 +19,6 @@ from tests.support.stack import stack_settings
 from ttelgo.db import session_factory
 from ttelgo.models import ReconciliationRun
 from ttelgo.sandbox.processes import free_port
-from workflows.catalogue_sync import SCHEDULE_ID as CATALOGUE_SCHEDULE
 from workflows.reconciliation import SCHEDULE_ID
 
 
@@ -93,11 +92,14 @@ async def test_the_worker_schedules_reconciliation_and_counts_findings(
         await worker.ensure_reconciliation_schedule(
             client, settings.model_copy(update={"reconciliation_minutes": 30})
         )
-        assert (await handle.describe()).schedule.spec.intervals[0].every == timedelta(minutes=30)
+        described = await handle.describe()
+        assert described.schedule.spec.intervals[0].every == timedelta(minutes=30)
+        # Missed runs are skipped, not caught up (a restored backup must not be reconciled at once).
+        assert described.schedule.policy.catchup_window == timedelta(minutes=5)
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
-        for schedule in (SCHEDULE_ID, CATALOGUE_SCHEDULE):
+        for schedule in worker.SCHEDULE_IDS:  # all the worker made on the shared server
             with contextlib.suppress(Exception):
                 await client.get_schedule_handle(schedule).delete()
         await engine.dispose()

@@ -21,10 +21,7 @@ from tests.conftest import make_settings
 from tests.support.esimgo import SIM_API_KEY, SimHandle
 from ttelgo.sandbox.processes import ManagedProcess, free_port
 from ttelgo.settings import Settings
-from worker import build_workers
-from workflows.catalogue_sync import SCHEDULE_ID as CATALOGUE_SCHEDULE_ID
-from workflows.housekeeping import SCHEDULE_ID as HOUSEKEEPING_SCHEDULE_ID
-from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
+from worker import SCHEDULE_IDS, build_workers
 
 
 def stack_settings(
@@ -85,7 +82,7 @@ async def stop_worker_processes(client: Client, *workers: ManagedProcess | None)
     for worker in workers:
         if worker:
             worker.stop()
-    for schedule in (CATALOGUE_SCHEDULE_ID, RECONCILIATION_SCHEDULE_ID, HOUSEKEEPING_SCHEDULE_ID):
+    for schedule in SCHEDULE_IDS:
         with contextlib.suppress(RPCError):
             await client.get_schedule_handle(schedule).delete()
 

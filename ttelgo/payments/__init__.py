@@ -1,6 +1,6 @@
 """Card payments through Stripe: the gateway our activities call and the webhook events it sends back."""
 
-from ttelgo.payments.events import PaymentEvent, StripeEventError, parse_event, verify_event
+from ttelgo.payments.events import PaymentEvent, StripeEventError, parse_event, storable, verify_event
 from ttelgo.payments.gateway import IntentMissing, IntentRef, PaymentDeclined, RefundRef, StripeGateway
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "StripeEventError",
     "StripeGateway",
     "parse_event",
+    "storable",
     "verify_event",
 ]

@@ -125,3 +125,16 @@ def _parse(event: dict[str, Any]) -> PaymentEvent:
         workflow_id=metadata.get("workflow_id") if isinstance(metadata, dict) else None,
         failure_message=str(failure)[:500] if failure else None,
     )
+
+
+def storable(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as we keep it in `webhook_events`: without the PaymentIntent's client secret, which lets
+    whoever reads it confirm the payment and is never needed after the event is handled."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(obj, dict) or "client_secret" not in obj:
+        return event
+    return {
+        **event,
+        "data": {**event["data"], "object": {k: v for k, v in obj.items() if k != "client_secret"}},
+    }

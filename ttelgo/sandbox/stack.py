@@ -45,6 +45,9 @@ def esimgo_sim_args(port: int, data_dir: Path) -> list[str]:
     return ["-m", ESIMGO_SIM_MODULE, "--port", str(port), "--state-dir", str(data_dir / "esimgo-sim")]
 
 
+DEV_SECRETS = "dev-secrets.json"
+
+
 def load_dev_secrets(path: Path) -> dict[str, str]:
     """Secrets generated once per data dir, so tokens and the admin password survive restarts."""
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
@@ -63,6 +66,18 @@ def load_dev_secrets(path: Path) -> dict[str, str]:
     return stored
 
 
+def with_dev_secrets(base: Settings, dev: dict[str, str]) -> Settings:
+    """`base` with every secret it leaves unset taken from the dev stack's generated ones."""
+    return base.model_copy(
+        update={
+            "jwt_secret": base.jwt_secret or dev.get("jwt_secret"),
+            "ttelgo_admin_password": base.ttelgo_admin_password or dev.get("admin_password"),
+            "stripe_webhook_secret": base.stripe_webhook_secret or dev.get("stripe_webhook_secret"),
+            "temporal_payload_keys": base.temporal_payload_keys or dev.get("temporal_payload_keys"),
+        }
+    )
+
+
 @dataclass
 class DevStack:
     base: Settings
@@ -74,16 +89,10 @@ class DevStack:
     def __post_init__(self) -> None:
         self.data_dir = self.base.data_dir.resolve()
         self.logs = self.data_dir / "logs"
-        dev = load_dev_secrets(self.data_dir / "dev-secrets.json")
-        self.settings = self.base.model_copy(
-            update={
-                "jwt_secret": self.base.jwt_secret or dev["jwt_secret"],
-                "ttelgo_admin_password": self.base.ttelgo_admin_password or dev["admin_password"],
-                "stripe_webhook_secret": self.base.stripe_webhook_secret or dev["stripe_webhook_secret"],
-                "temporal_payload_keys": self.base.temporal_payload_keys or dev["temporal_payload_keys"],
-                "data_dir": self.data_dir,
-            }
-        ).resolved()
+        dev = load_dev_secrets(self.data_dir / DEV_SECRETS)
+        self.settings = (
+            with_dev_secrets(self.base, dev).model_copy(update={"data_dir": self.data_dir}).resolved()
+        )
         self.admin_password_generated = self.base.ttelgo_admin_password is None
         self.stand_ins = {
             "postgres": self.base.database_url is None,
