@@ -14,9 +14,11 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
@@ -34,6 +36,9 @@ from workflows.catalogue_sync import SCHEDULE_ID, WORKFLOW_ID, CatalogueSyncWork
 from workflows.housekeeping import SCHEDULE_ID as HOUSEKEEPING_SCHEDULE_ID
 from workflows.housekeeping import WORKFLOW_ID as HOUSEKEEPING_WORKFLOW_ID
 from workflows.housekeeping import HousekeepingInput, HousekeepingWorkflow
+from workflows.invoicing import SCHEDULE_ID as INVOICING_SCHEDULE_ID
+from workflows.invoicing import WORKFLOW_ID as INVOICING_WORKFLOW_ID
+from workflows.invoicing import InvoicingInput, InvoicingWorkflow
 from workflows.reconciliation import SCHEDULE_ID as RECONCILIATION_SCHEDULE_ID
 from workflows.reconciliation import WORKFLOW_ID as RECONCILIATION_WORKFLOW_ID
 from workflows.reconciliation import ReconciliationWorkflow
@@ -147,11 +152,31 @@ async def ensure_supplier_balance_schedule(client: Client, settings: Settings) -
     await _put_schedule(client, SUPPLIER_BALANCE_SCHEDULE_ID, schedule)
 
 
+async def ensure_invoicing_schedule(client: Client, settings: Settings) -> None:
+    """POSTPAID invoices at 02:00 UTC on the 1st of each month, for the month before (the run works the
+    month out from its start time, so a caught-up run still invoices the right month)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            InvoicingWorkflow.run,
+            InvoicingInput(),
+            id=INVOICING_WORKFLOW_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[ScheduleCalendarSpec(day_of_month=[ScheduleRange(1)], hour=[ScheduleRange(2)])]
+        ),
+        # Invoices are idempotent, so a run missed while Temporal was down is safe to catch up.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=7)),
+    )
+    await _put_schedule(client, INVOICING_SCHEDULE_ID, schedule)
+
+
 SCHEDULE_IDS = (
     SCHEDULE_ID,
     RECONCILIATION_SCHEDULE_ID,
     HOUSEKEEPING_SCHEDULE_ID,
     SUPPLIER_BALANCE_SCHEDULE_ID,
+    INVOICING_SCHEDULE_ID,
 )
 """Every schedule the project runs, in the order `ensure_schedules` puts them."""
 
@@ -163,6 +188,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     await ensure_reconciliation_schedule(client, settings)
     await ensure_housekeeping_schedule(client, settings)
     await ensure_supplier_balance_schedule(client, settings)
+    await ensure_invoicing_schedule(client, settings)
     return list(SCHEDULE_IDS)
 
 

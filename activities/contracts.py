@@ -78,6 +78,9 @@ class OrderInput(BaseModel):
     supplier_task_queue: str
     payment_window_s: int = 1800  # card orders: how long the customer has to pay
     supplier_retry_budget_s: int = 1800  # how long transient supplier faults are retried before giving up
+    # Who asked (request provenance, for the order's record); defaults keep older histories replaying.
+    client_ip: str | None = None
+    user_agent: str | None = None
 
     @property
     def total_minor(self) -> int:
@@ -205,6 +208,8 @@ class RefundInput(BaseModel):
     supplier_task_queue: str
     poll_s: int = 60  # how often a pending card refund is read back when no event comes
     watch_s: int = 7 * 24 * 3600  # how long a succeeded card refund is watched for a late failure
+    client_ip: str | None = None  # who asked, as for orders
+    user_agent: str | None = None
 
 
 class RevokeBundle(BaseModel):
@@ -228,6 +233,21 @@ class CardRefund(BaseModel):
     amount_minor: int
     idempotency_key: str
     reason: str
+
+
+# Supplier cost: what eSIM Go charges for an order's bundles, booked once when the order completes and
+# credited back when a full refund revokes its bundles with refundToBalance.
+BOOK_SUPPLIER_COST = "ledger.book_supplier_cost"
+CREDIT_SUPPLIER_COST = "ledger.credit_supplier_cost"
+SUPPLIER_COST_PATCH = "book-supplier-cost"  # orders and refunds recorded before cost booking have neither
+
+
+class SupplierCredit(BaseModel):
+    """Bundles a refund revoked at eSIM Go: their wholesale cost comes back to us."""
+
+    refund_workflow_id: str
+    order_id: uuid.UUID
+    revoked: int
 
 
 class RefundSettlement(BaseModel):
@@ -438,3 +458,29 @@ class SupplierBalance(BaseModel):
     currency: str
     balance_minor: int
     low: bool
+
+
+# -- POSTPAID invoicing ------------------------------------------------------------------------------------
+LIST_INVOICEABLE = "invoicing.list_vendors"
+ISSUE_INVOICE = "invoicing.issue"
+
+
+class InvoicePeriod(BaseModel):
+    """One month (YYYY-MM, UTC), for every POSTPAID vendor or just `vendor_id`."""
+
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    vendor_id: uuid.UUID | None = None
+
+
+class IssueInvoice(BaseModel):
+    vendor_id: uuid.UUID
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+
+
+class IssuedInvoice(BaseModel):
+    """Ids and amounts only (no names or addresses); `created` is False when it existed already."""
+
+    invoice_id: uuid.UUID
+    number: str
+    total_minor: int
+    created: bool

@@ -1,5 +1,7 @@
-"""Money moves on the vendor wallet: an order's hold, then post or void; a paid top-up's credit. Transfer
-ids come from the workflow id, so a retried activity finds its own transfer instead of making a second one."""
+"""Money moves on the vendor wallet: an order's hold, then post or void; a paid top-up's credit; and the
+supplier's side of every order: its wholesale cost booked, and credited back when its bundles are revoked.
+Transfer ids come from the workflow (or order) id, so a retried activity finds its own transfer instead of
+making a second one."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
+    BOOK_SUPPLIER_COST,
     CREDIT_REFUND,
+    CREDIT_SUPPLIER_COST,
     CREDIT_TOPUP,
     HOLD_FUNDS,
     POST_HOLD,
@@ -19,15 +23,24 @@ from activities.contracts import (
     PostedHold,
     RefundInput,
     RefundPlan,
+    SupplierCredit,
     TopupInput,
 )
 from ttelgo import ledger
 from ttelgo.low_balance import order_debit_crossing
-from ttelgo.models import AccountKind, LedgerEntryType
+from ttelgo.models import AccountKind, LedgerEntryType, Order, Transfer
+
+SUPPLIER_COST_CODE = "supplier_cost"
+SUPPLIER_CREDIT_CODE = "supplier_credit"
 
 
 def hold_id(order: OrderInput) -> str:
     return f"{order.workflow_id}:hold"
+
+
+def supplier_cost_id(order_id: uuid.UUID) -> str:
+    """Per order, not per run: an operator's retry (`order-{id}-attempt-{n}`) never books a second cost."""
+    return f"order-{order_id}:supplier-cost"
 
 
 class LedgerActivities:
@@ -131,5 +144,78 @@ class LedgerActivities:
             entry_type=LedgerEntryType.REFUND,
             order_id=refund.order_id,
             memo=refund.reason[:200],
+        )
+        await ledger.create_transfer(self.sessions, spec)
+
+    @activity.defn(name=BOOK_SUPPLIER_COST)
+    async def book_supplier_cost(self, order: OrderInput) -> None:
+        """What eSIM Go charged for a completed order's bundles: SUPPLIER_PAYABLE → SUPPLIER_COST, once."""
+        async with self.sessions() as session:
+            row = await session.get_one(Order, order.order_id)
+            # The order row is the record of what was bought at which wholesale price.
+            amount = row.wholesale_cost_minor
+            if amount is None:
+                amount = order.wholesale_unit_minor * order.quantity
+            currency, memo = row.currency, f"{row.quantity} × {row.bundle_code}"
+        await self._supplier_transfer(
+            supplier_cost_id(order.order_id),
+            order.order_id,
+            amount,
+            currency,
+            code=SUPPLIER_COST_CODE,
+            to_cost=True,
+            memo=memo,
+        )
+
+    @activity.defn(name=CREDIT_SUPPLIER_COST)
+    async def credit_supplier_cost(self, credit: SupplierCredit) -> None:
+        """Bundles revoked with refundToBalance: their wholesale cost back, SUPPLIER_COST →
+        SUPPLIER_PAYABLE, once per refund and never more than the order's booked cost (an order completed
+        before costs were booked has nothing to credit)."""
+        async with self.sessions() as session:
+            booked = await session.get(Transfer, supplier_cost_id(credit.order_id))
+            row = await session.get_one(Order, credit.order_id)
+            if booked is None or credit.revoked <= 0:
+                return
+            amount = min(booked.amount_minor * credit.revoked // row.quantity, booked.amount_minor)
+            memo = f"{credit.revoked} × {row.bundle_code} revoked"
+        await self._supplier_transfer(
+            f"{credit.refund_workflow_id}:supplier-cost",
+            credit.order_id,
+            amount,
+            booked.currency,
+            code=SUPPLIER_CREDIT_CODE,
+            to_cost=False,
+            memo=memo,
+        )
+
+    async def _supplier_transfer(
+        self,
+        transfer_id: str,
+        order_id: uuid.UUID,
+        amount_minor: int,
+        currency: str,
+        *,
+        code: str,
+        to_cost: bool,
+        memo: str,
+    ) -> None:
+        if amount_minor <= 0:  # a free bundle costs nothing to book
+            return
+        async with self.sessions() as session, session.begin():
+            payable = await ledger.platform_account(session, AccountKind.SUPPLIER_PAYABLE, currency)
+            cost = await ledger.platform_account(session, AccountKind.SUPPLIER_COST, currency)
+        debit, credit = (payable, cost) if to_cost else (cost, payable)
+        spec = ledger.TransferSpec(
+            id=transfer_id,
+            debit_account_id=debit.id,
+            credit_account_id=credit.id,
+            amount_minor=amount_minor,
+            currency=currency,
+            code=code,
+            # No wallet side, so no statement row is written; the type only matters for replays.
+            entry_type=LedgerEntryType.ADJUSTMENT,
+            order_id=order_id,
+            memo=memo,
         )
         await ledger.create_transfer(self.sessions, spec)

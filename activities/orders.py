@@ -50,6 +50,8 @@ class OrderActivities:
                     wholesale_cost_minor=order.wholesale_unit_minor * order.quantity,
                     customer_reference=order.customer_reference,
                     workflow_id=order.workflow_id,
+                    client_ip=order.client_ip,
+                    user_agent=order.user_agent,
                 )
                 .on_conflict_do_nothing(index_elements=["id"])
             )

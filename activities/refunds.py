@@ -106,6 +106,8 @@ class RefundActivities:
             requested_by=request.actor,
             used_esim_override=request.allow_used,
             workflow_id=request.workflow_id,
+            client_ip=request.client_ip,
+            user_agent=request.user_agent,
         )
 
     @activity.defn(name=SETTLE_REFUND)

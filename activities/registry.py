@@ -13,6 +13,7 @@ from activities.catalogue import CatalogueActivities
 from activities.esimgo import SupplierActivities
 from activities.esims import EsimActivities
 from activities.housekeeping import HousekeepingActivities
+from activities.invoicing import InvoicingActivities
 from activities.ledger import LedgerActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
@@ -63,6 +64,9 @@ async def build_activities(settings: Settings) -> ActivitySet:
     refunds = RefundActivities(sessions)
     supplier_balance = SupplierBalanceActivities(esimgo)
     housekeeping = HousekeepingActivities(sessions)
+    invoices = InvoicingActivities(
+        sessions, mail_retry_budget_s=round(settings.mail_retry_budget_minutes * 60)
+    )
     reconciliation = ReconciliationActivities(esimgo, stripe, sessions)
     webhooks = WebhookActivities(
         sessions,
@@ -88,6 +92,8 @@ async def build_activities(settings: Settings) -> ActivitySet:
             money.post_hold,
             money.void_hold,
             money.credit_topup,
+            money.book_supplier_cost,
+            money.credit_supplier_cost,
             payments.open,
             payments.cancel,
             payments.record,
@@ -109,6 +115,8 @@ async def build_activities(settings: Settings) -> ActivitySet:
             webhooks.send,
             webhooks.finish,
             housekeeping.prune,
+            invoices.list_vendors,
+            invoices.issue,
         ],
         supplier=[
             supplier.place_order,

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from activities.contracts import RefundInput
 from api.idempotency import idempotency_key
 from api.starting import start_with_update
+from ttelgo.audit import provenance
 from ttelgo.errors import CATALOGUE, AppError
 from ttelgo.models import Order, Refund
 from workflows.refund import RefundProgress, RefundState, RefundWorkflow, refund_workflow_id
@@ -50,6 +51,7 @@ async def request_refund(
         supplier_task_queue=settings.esimgo_task_queue,
         poll_s=settings.refund_poll_seconds,
         watch_s=round(settings.refund_watch_hours * 3600),
+        **provenance(),
     )
     _, progress = await start_with_update(
         request,

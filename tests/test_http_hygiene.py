@@ -281,6 +281,7 @@ CREATING_OPERATIONS = {
     ("post", "/api/v1/admin/vendors"),
     ("post", "/api/v1/admin/vendors/{vendor_id}/adjust-balance"),
     ("post", "/api/v1/admin/reconciliation/runs"),
+    ("post", "/api/v1/admin/invoices/run"),
 }
 
 

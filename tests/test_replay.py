@@ -2,7 +2,7 @@
 
 A change that would make a running workflow take a different path on replay (non-determinism) fails
 here before it can break live executions. The histories were recorded from the end-to-end B2B, B2C,
-top-up, catalogue, usage and housekeeping flows; record new ones when a workflow changes on purpose (and
+top-up, catalogue, usage, housekeeping and invoicing flows; record new ones when a workflow changes on purpose (and
 version the change). B2C, top-up and refund histories: `TTELGO_RECORD_HISTORIES=<name> pytest tests/b2c -k <test>`.
 """
 
@@ -33,8 +33,9 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
         "webhook",
         "housekeeping",
         "supplier",
+        "invoicing",
     }
-    assert len(WORKFLOWS) == 10
+    assert len(WORKFLOWS) == 11
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

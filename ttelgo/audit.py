@@ -13,6 +13,13 @@ from ttelgo.models import AuditLog
 
 client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
 """The caller's network address, set by the API for each request (None outside a request)."""
+user_agent: ContextVar[str | None] = ContextVar("user_agent", default=None)
+"""The caller's User-Agent header, bounded and without control characters (None outside a request)."""
+
+
+def provenance() -> dict[str, str | None]:
+    """Who is asking, for the order and refund records the request starts (their `client_ip`, `user_agent`)."""
+    return {"client_ip": client_address.get(), "user_agent": user_agent.get()}
 
 
 def record_action(
@@ -40,6 +47,7 @@ def record_action(
         reason=reason,
         request_id=request_id,
         ip_address=client_address.get(),
+        user_agent=user_agent.get(),
     )
     session.add(entry)
     return entry

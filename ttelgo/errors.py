@@ -104,6 +104,8 @@ _SPECS = [
     # business
     ErrorSpec(13000, "INSUFFICIENT_FUNDS", 402, "Insufficient funds"),
     ErrorSpec(13001, "CREDIT_LIMIT_EXCEEDED", 402, "Credit limit exceeded"),
+    ErrorSpec(13010, "INVOICE_OVERDUE", 402, "An invoice is overdue; new orders wait until it is paid"),
+    ErrorSpec(13011, "INVOICE_NOT_FOUND", 404, "Invoice not found"),
 ]
 
 CATALOGUE: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}

@@ -199,6 +199,10 @@ class Settings(BaseSettings):
     backlog_metrics_cache_seconds: float = Field(default=10, ge=0)
     log_format: Literal["text", "json"] = "text"
 
+    # POSTPAID invoices (ttelgo.invoicing): a vendor with an invoice unpaid INVOICE_GRACE_DAYS after its due
+    # date (the vendor's payment_terms_days after issue) cannot place new orders until it is settled.
+    invoice_grace_days: int = Field(default=7, ge=0)
+
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
 

@@ -9,13 +9,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ttelgo import ledger
 from ttelgo.audit import record_action
 from ttelgo.auth import api_keys
 from ttelgo.auth.passwords import hash_password
+from ttelgo.deactivation import deactivate_account
 from ttelgo.errors import AppError
 from ttelgo.models import ApiKey, BillingMode, Vendor, VendorStatus, VendorUser, VendorUserRole
 from ttelgo.webhooks.signing import ROTATION_OVERLAP_HOURS
@@ -26,6 +27,8 @@ CATALOGUE_CURRENCY = "USD"  # the supplier prices in USD and so does every walle
 
 def vendor_view(vendor: Vendor) -> dict[str, Any]:
     return {
+        "name": vendor.name,
+        "contact_email": vendor.contact_email,
         "status": vendor.status.value,
         "billing_mode": vendor.billing_mode.value,
         "credit_limit_minor": vendor.credit_limit_minor,
@@ -57,6 +60,19 @@ def _audit_change(
     )
 
 
+async def _refuse_taken_email(
+    session: AsyncSession, contact_email: str, *, other_than: uuid.UUID | None = None
+) -> None:
+    """Contact e-mails are unique, case-insensitively, among live vendors (as the database's index says)."""
+    query = select(Vendor.id).where(
+        func.lower(Vendor.contact_email) == contact_email.lower(), Vendor.deleted_at.is_(None)
+    )
+    if other_than is not None:
+        query = query.where(Vendor.id != other_than)
+    if await session.scalar(query):
+        raise AppError("VENDOR_ALREADY_EXISTS", f"a vendor with e-mail {contact_email} exists")
+
+
 async def get_vendor(session: AsyncSession, vendor_id: uuid.UUID, *, lock: bool = False) -> Vendor:
     query = select(Vendor).where(Vendor.id == vendor_id, Vendor.deleted_at.is_(None))
     vendor = await session.scalar(query.with_for_update() if lock else query)
@@ -81,13 +97,7 @@ async def create_vendor(
         raise AppError(
             "VALIDATION_ERROR", f"wallets are kept in {CATALOGUE_CURRENCY}, the catalogue's currency"
         )
-    taken = await session.scalar(
-        select(Vendor.id).where(
-            func.lower(Vendor.contact_email) == contact_email.lower(), Vendor.deleted_at.is_(None)
-        )
-    )
-    if taken:
-        raise AppError("VENDOR_ALREADY_EXISTS", f"a vendor with e-mail {contact_email} exists")
+    await _refuse_taken_email(session, contact_email)
     vendor = Vendor(
         name=name,
         contact_email=contact_email,
@@ -139,6 +149,75 @@ async def set_status(
     return vendor
 
 
+PROFILE_FIELDS = ("name", "contact_email", "low_balance_threshold_minor")
+
+
+async def update_profile(
+    session: AsyncSession,
+    vendor: Vendor,
+    changes: dict[str, Any],
+    *,
+    actor: str,
+    request_id: str | None,
+    action: str = "vendor.update",
+) -> Vendor:
+    """Changes the given PROFILE_FIELDS (`low_balance_threshold_minor` None: no alert); one audit row
+    with before and after."""
+    if "contact_email" in changes:
+        await _refuse_taken_email(session, changes["contact_email"], other_than=vendor.id)
+    before = vendor_view(vendor)
+    for field in PROFILE_FIELDS:
+        if field in changes:
+            setattr(vendor, field, changes[field])
+    _audit_change(session, vendor, action, before, actor=actor, request_id=request_id)
+    return vendor
+
+
+async def reject(
+    session: AsyncSession, vendor: Vendor, *, actor: str, reason: str | None, request_id: str | None
+) -> Vendor:
+    """Turns down a PENDING application; a vendor that has traded is suspended or deactivated instead."""
+    if vendor.status is not VendorStatus.PENDING:
+        raise AppError(
+            "CONFLICT", f"only a PENDING application can be rejected; this one is {vendor.status.value}"
+        )
+    return await set_status(
+        session, vendor, VendorStatus.REJECTED, actor=actor, reason=reason, request_id=request_id
+    )
+
+
+async def deactivate(
+    session: AsyncSession, vendor: Vendor, *, actor: str, reason: str | None, request_id: str | None
+) -> Vendor:
+    """A soft delete: the vendor, its orders and ledger stay; its API keys are revoked and its team
+    deactivated (sessions ended), so every key and token is refused on its next call."""
+    now = datetime.now(UTC)
+    before = vendor_view(vendor)
+    vendor.deleted_at = now
+    revoked = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.vendor_id == vendor.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    members = await session.scalars(
+        select(VendorUser).where(VendorUser.vendor_id == vendor.id, VendorUser.deleted_at.is_(None))
+    )
+    for member in members.all():
+        await deactivate_account(session, member, actor=actor, reason=reason, request_id=request_id, now=now)
+    record_action(
+        session,
+        actor=actor,
+        action="vendor.deactivate",
+        target_type="vendor",
+        target_id=vendor.id,
+        before=before,
+        after={"deleted_at": now.isoformat(), "api_keys_revoked": revoked.rowcount},  # type: ignore[attr-defined]
+        reason=reason,
+        request_id=request_id,
+    )
+    return vendor
+
+
 async def set_billing(
     session: AsyncSession,
     vendor: Vendor,
@@ -162,20 +241,6 @@ async def set_markup(
     before = vendor_view(vendor)
     vendor.markup_bps = markup_bps
     _audit_change(session, vendor, "vendor.markup", before, actor=actor, request_id=request_id)
-    return vendor
-
-
-async def set_low_balance_threshold(
-    session: AsyncSession,
-    vendor: Vendor,
-    *,
-    threshold_minor: int | None,
-    actor: str,
-    request_id: str | None,
-) -> Vendor:
-    before = vendor_view(vendor)
-    vendor.low_balance_threshold_minor = threshold_minor
-    _audit_change(session, vendor, "vendor.low_balance_threshold", before, actor=actor, request_id=request_id)
     return vendor
 
 

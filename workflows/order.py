@@ -22,6 +22,7 @@ from temporalio.exceptions import TimeoutError as StepTimedOut
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
+        BOOK_SUPPLIER_COST,
         CREATE_ORDER_RECORD,
         FETCH_INSTALL_DETAILS,
         HOLD_FUNDS,
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         RELEASE_SUPPLIER_ORDER,
         SET_ORDER_STATUS,
         STORE_ESIMS,
+        SUPPLIER_COST_PATCH,
         SUPPLIER_STEPS,
         VOID_HOLD,
         EsimInstall,
@@ -198,6 +200,10 @@ class OrderWorkflow:
             posted = await workflow.execute_local_activity(
                 POST_HOLD, order, result_type=PostedHold | None, **LOCAL_STEP
             )
+        if workflow.patched(SUPPLIER_COST_PATCH):
+            # Only a delivered order costs us its bundles: one given up returns them (RELEASE_SUPPLIER_ORDER).
+            self._progress.step = "booking the supplier cost"
+            await workflow.execute_local_activity(BOOK_SUPPLIER_COST, order, **LOCAL_STEP)
         await self._move_to(OrderStatus.COMPLETED, "done")
         await self._deliver_news(posted)
         workflow.logger.info("order completed with %d eSIM(s)", len(esims))

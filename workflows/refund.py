@@ -20,12 +20,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CREATE_CARD_REFUND,
         CREDIT_REFUND,
+        CREDIT_SUPPLIER_COST,
         NOTIFICATION_PATCH,
         ORDER_REFUNDED_PATCH,
         READ_CARD_REFUND,
         RESERVE_REFUND,
         REVOKE_BUNDLES,
         SETTLE_REFUND,
+        SUPPLIER_COST_PATCH,
         CardRefund,
         MailTemplate,
         Notify,
@@ -34,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         RefundPlan,
         RefundSettlement,
         RevokeBundle,
+        SupplierCredit,
     )
     from ttelgo.models.orders import Channel, PaymentPurpose, RefundStatus
     from ttelgo.payments import PaymentEvent, RefundRef
@@ -126,9 +129,10 @@ class RefundWorkflow:
         if not bundles:
             return
         try:
-            await workflow.execute_activity(
+            revoked: int = await workflow.execute_activity(
                 REVOKE_BUNDLES,
                 bundles,
+                result_type=int,
                 task_queue=self._refund.supplier_task_queue,
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=REVOCATION_BUDGET,
@@ -136,6 +140,13 @@ class RefundWorkflow:
             )
         except ActivityError as failure:  # the refund stands; the order's timeline shows the failed step
             workflow.logger.warning("bundles not revoked: %s", failure_reason(failure)[1])
+            return
+        if workflow.patched(SUPPLIER_COST_PATCH):
+            # Revoked with refundToBalance: eSIM Go gives their wholesale price back to our balance.
+            credit = SupplierCredit(
+                refund_workflow_id=self._refund.workflow_id, order_id=self._refund.order_id, revoked=revoked
+            )
+            await workflow.execute_local_activity(CREDIT_SUPPLIER_COST, credit, **LOCAL_STEP)
 
     async def _watch(self) -> None:
         """A bank may still return a card refund days later: then it is undone in our records."""

@@ -3,6 +3,7 @@
 from workflows.catalogue_sync import CatalogueSyncWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
+from workflows.invoicing import InvoicingWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.order import OrderWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -15,6 +16,7 @@ WORKFLOWS: list[type] = [
     CatalogueSyncWorkflow,
     EsimUsageWorkflow,
     HousekeepingWorkflow,
+    InvoicingWorkflow,
     NotificationWorkflow,
     OrderWorkflow,
     ReconciliationWorkflow,

@@ -27,11 +27,13 @@ from api.schemas.vendors import (
     VendorCreate,
     VendorDetail,
     VendorOut,
+    VendorUpdate,
     WalletOut,
 )
 from api.schemas.webhooks import WebhookDeliveryOut
 from ttelgo import ledger, vendors
 from ttelgo.audit import record_action
+from ttelgo.deactivation import deactivate_account, live_member
 from ttelgo.errors import AppError
 from ttelgo.models import (
     AccountKind,
@@ -141,6 +143,55 @@ async def suspend(
     )
 
 
+@router.patch(
+    "/{vendor_id}",
+    response_model=VendorDetail,
+    summary="Correct the name, contact e-mail (unique among live vendors) or low-balance threshold",
+)
+async def update_vendor(
+    request: Request, vendor_id: uuid.UUID, body: VendorUpdate, admin: Admin, session: Session
+) -> VendorDetail:
+    async with session.begin():
+        vendor = await vendors.get_vendor(session, vendor_id, lock=True)
+        await vendors.update_profile(
+            session, vendor, body.changes(), actor=admin.actor, request_id=request_id(request)
+        )
+    return await _detail(session, vendor)
+
+
+@router.post(
+    "/{vendor_id}/reject",
+    response_model=VendorDetail,
+    summary="Turn down a PENDING application (409 for any other status)",
+)
+async def reject(
+    request: Request, vendor_id: uuid.UUID, admin: Admin, session: Session, body: Reason | None = None
+) -> VendorDetail:
+    async with session.begin():
+        vendor = await vendors.get_vendor(session, vendor_id, lock=True)
+        await vendors.reject(
+            session, vendor, actor=admin.actor, reason=body and body.reason, request_id=request_id(request)
+        )
+    return await _detail(session, vendor)
+
+
+@router.post(
+    "/{vendor_id}/deactivate",
+    status_code=204,
+    response_class=Response,
+    summary="Deactivate (soft delete): keys revoked, team logged out, history kept; gone from the lists",
+)
+async def deactivate(
+    request: Request, vendor_id: uuid.UUID, admin: Admin, session: Session, body: Reason | None = None
+) -> Response:
+    async with session.begin():
+        vendor = await vendors.get_vendor(session, vendor_id, lock=True)
+        await vendors.deactivate(
+            session, vendor, actor=admin.actor, reason=body and body.reason, request_id=request_id(request)
+        )
+    return Response(status_code=204)
+
+
 @router.patch("/{vendor_id}/billing", response_model=VendorDetail, summary="Billing mode and credit limit")
 async def update_billing(
     request: Request, vendor_id: uuid.UUID, body: BillingUpdate, admin: Admin, session: Session
@@ -180,12 +231,13 @@ async def update_low_balance(
 ) -> VendorDetail:
     async with session.begin():
         vendor = await vendors.get_vendor(session, vendor_id, lock=True)
-        await vendors.set_low_balance_threshold(
+        await vendors.update_profile(
             session,
             vendor,
-            threshold_minor=body.threshold_minor,
+            {"low_balance_threshold_minor": body.threshold_minor},
             actor=admin.actor,
             request_id=request_id(request),
+            action="vendor.low_balance_threshold",
         )
     return await _detail(session, vendor)
 
@@ -299,6 +351,29 @@ async def add_member(
             request_id=request_id(request),
         )
     return MemberOut.model_validate(member)
+
+
+@router.post(
+    "/{vendor_id}/users/{member_id}/deactivate",
+    status_code=204,
+    response_class=Response,
+    summary="Deactivate a team member: logins refused, sessions ended, history kept",
+)
+async def deactivate_member(
+    request: Request,
+    vendor_id: uuid.UUID,
+    member_id: uuid.UUID,
+    admin: Admin,
+    session: Session,
+    body: Reason | None = None,
+) -> Response:
+    async with session.begin():
+        await vendors.get_vendor(session, vendor_id)
+        member = await live_member(session, vendor_id, member_id)
+        await deactivate_account(
+            session, member, actor=admin.actor, reason=body and body.reason, request_id=request_id(request)
+        )
+    return Response(status_code=204)
 
 
 @router.get(

@@ -22,6 +22,7 @@ from api.schemas.payments import (
     CustomerOrderCreated,
     OrderPaymentRequest,
 )
+from ttelgo.audit import provenance
 from ttelgo.errors import CATALOGUE, AppError
 from ttelgo.models import Channel, Order, OrderStatus, Payment, User
 from workflows.order import UNPAID, order_workflow_id
@@ -82,6 +83,7 @@ async def create_order(request: Request, body: CustomerOrderCreate, user: Custom
             supplier_task_queue=settings.esimgo_task_queue,
             supplier_retry_budget_s=settings.supplier_retry_budget_s,
             payment_window_s=round(settings.payment_window_minutes * 60),
+            **provenance(),
         )
         _, acceptance = await start_and_accept(request, order)
         if not acceptance.accepted or not acceptance.payment_intent_id:

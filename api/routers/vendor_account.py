@@ -1,5 +1,6 @@
 """Vendor self-service: wallet and statement (API key or team member); API keys (team members only: a
-key must not be able to mint more keys). The webhook endpoints are in `vendor_webhooks`."""
+key must not be able to mint more keys); the owner deactivating a team member. The webhook endpoints are
+in `vendor_webhooks`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from api.deps import AnyVendor, Session, VendorCaller, request_id, require_vendor_member
-from api.pagination import Page, Paging
-from api.schemas.orders import LedgerEntryOut
-from api.schemas.vendors import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, WalletOut
+from api.pagination import Paging
+from api.schemas.statements import StatementOut
+from api.schemas.vendors import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Reason, WalletOut
+from api.statements import CSV_RESPONSE, StatementPeriod, read_statement
 from ttelgo import ledger, vendors
+from ttelgo.deactivation import deactivate_account, live_member
 from ttelgo.errors import AppError
-from ttelgo.models import ApiKey, VendorLedgerEntry, VendorUserRole
+from ttelgo.models import ApiKey, VendorUserRole
 
 router = APIRouter(prefix="/api/v1/vendor", tags=["vendor: account"])
 Member = Annotated[VendorCaller, Depends(require_vendor_member)]
@@ -37,14 +41,16 @@ async def wallet(caller: AnyVendor, session: Session) -> WalletOut:
     return WalletOut(**balance.__dict__)
 
 
-@router.get("/ledger", response_model=Page[LedgerEntryOut], summary="The wallet statement, newest first")
-async def statement(caller: AnyVendor, session: Session, paging: Paging) -> Page[LedgerEntryOut]:
-    query = (
-        select(VendorLedgerEntry)
-        .where(VendorLedgerEntry.vendor_id == caller.vendor_id)
-        .order_by(VendorLedgerEntry.id.desc())
-    )
-    return await paging.fetch_page(session, query, LedgerEntryOut)
+@router.get(
+    "/ledger",
+    response_model=StatementOut,
+    summary="My wallet statement for a period: balances, totals by type, entries (or all of them as CSV)",
+    responses=CSV_RESPONSE,
+)
+async def statement(
+    request: Request, caller: AnyVendor, period: StatementPeriod, paging: Paging
+) -> StatementOut | StreamingResponse:
+    return await read_statement(request, caller.vendor_id, period, paging)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], summary="My API keys (prefixes only)")
@@ -81,5 +87,26 @@ async def revoke_key(request: Request, key_id: uuid.UUID, member: Member, sessio
             key_id,
             actor=member.actor,
             request_id=request_id(request),
+        )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/users/{member_id}/deactivate",
+    status_code=204,
+    response_class=Response,
+    summary="Owner only: deactivate a team member (logins refused, sessions ended, history kept)",
+)
+async def deactivate_member(
+    request: Request, member_id: uuid.UUID, member: Member, session: Session, body: Reason | None = None
+) -> Response:
+    if member.role is not VendorUserRole.OWNER:
+        raise AppError("FORBIDDEN", "only the vendor's owner can deactivate team members")
+    if member_id == member.vendor_user_id:
+        raise AppError("CONFLICT", "an owner cannot deactivate themselves; ask TTelGo")
+    async with session.begin():
+        target = await live_member(session, member.vendor_id, member_id)
+        await deactivate_account(
+            session, target, actor=member.actor, reason=body and body.reason, request_id=request_id(request)
         )
     return Response(status_code=204)

@@ -22,8 +22,8 @@ from api.problems import outage_of
 from api.refunds import request_refund
 from api.schemas.admin_orders import RefundOut, VendorRefundCreate
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
-from ttelgo import vendors
-from ttelgo.audit import audited
+from ttelgo import invoicing, vendors
+from ttelgo.audit import audited, provenance
 from ttelgo.errors import CATALOGUE, AppError
 from ttelgo.models import TERMINAL_ORDER_STATES, Channel, Order, OrderStatus, VendorUserRole
 from workflows.order import order_workflow_id
@@ -68,7 +68,10 @@ async def _wait_for_end(workflow: WorkflowHandle, seconds: int) -> None:
     summary="Buy eSIMs from the wallet (Idempotency-Key required)",
     responses={
         202: {"model": OrderDetail, "description": "accepted, still provisioning: poll the Location"},
-        402: {"description": "INSUFFICIENT_FUNDS or CREDIT_LIMIT_EXCEEDED; nothing was held"},
+        402: {
+            "description": "INSUFFICIENT_FUNDS or CREDIT_LIMIT_EXCEEDED (nothing was held), or "
+            "INVOICE_OVERDUE: orders are suspended until the overdue invoice is settled"
+        },
         422: {"description": "BUNDLE_UNKNOWN or a quantity outside 1–10"},
         503: {
             "description": "SERVICE_UNAVAILABLE + Retry-After: a dependency is down, or the order is "
@@ -91,6 +94,9 @@ async def create_order(
             raise AppError("BUNDLE_UNKNOWN", f"no bundle named {body.bundle_code!r} is on sale")
         async with request.app.state.sessions() as session:
             vendor = await vendors.get_vendor(session, caller.vendor_id)
+            await invoicing.refuse_if_overdue(
+                session, vendor.id, request.app.state.settings.invoice_grace_days
+            )
         # Deterministic from the caller's key: a retry after any failure starts (or finds) the same workflow.
         order_id = order_id_for(caller.scope, idempotency_key(request))
         order = OrderInput(
@@ -106,6 +112,7 @@ async def create_order(
             customer_reference=body.customer_reference,
             supplier_task_queue=request.app.state.settings.esimgo_task_queue,
             supplier_retry_budget_s=request.app.state.settings.supplier_retry_budget_s,
+            **provenance(),
         )
         workflow, acceptance = await start_and_accept(request, order)
         if not acceptance.accepted:

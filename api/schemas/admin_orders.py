@@ -20,6 +20,8 @@ class AdminOrderOut(OrderOut):
     vendor_id: uuid.UUID | None
     refunded_minor: int
     workflow_id: str
+    client_ip: str | None = None  # who placed it (request provenance)
+    user_agent: str | None = None
 
 
 class PaymentOut(BaseModel):
@@ -50,6 +52,8 @@ class RefundOut(BaseModel):
     failure_reason: str | None
     created_at: datetime
     settled_at: datetime | None
+    client_ip: str | None = None  # who asked for it (request provenance)
+    user_agent: str | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -129,4 +133,6 @@ class AuditLogOut(BaseModel):
     after: dict[str, Any] | None
     reason: str | None
     request_id: str | None
+    ip_address: str | None = None  # who acted (request provenance)
+    user_agent: str | None = None
     created_at: datetime

@@ -121,6 +121,33 @@ class LowBalanceUpdate(BaseModel):
     )
 
 
+class VendorUpdate(BaseModel):
+    """Only the fields sent change; `low_balance_threshold_minor: null` turns the alert off."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Wanderlust Travel Ltd", "contact_email": "billing@wanderlust.example.com"}]
+        }
+    )
+
+    name: Name | None = None
+    contact_email: EmailStr | None = None
+    low_balance_threshold_minor: MinorAmount | None = Field(
+        default=None, description="as PATCH …/low-balance: minor units; null: never alert"
+    )
+
+    @model_validator(mode="after")
+    def something_to_change(self) -> VendorUpdate:
+        if not self.model_fields_set:
+            raise ValueError("send at least one of name, contact_email, low_balance_threshold_minor")
+        if {"name", "contact_email"} & {f for f in self.model_fields_set if getattr(self, f) is None}:
+            raise ValueError("name and contact_email cannot be null")
+        return self
+
+    def changes(self) -> dict[str, object]:
+        return self.model_dump(include=self.model_fields_set)
+
+
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "booking backend"}]})
 

@@ -154,7 +154,12 @@ async def test_search_attributes_and_one_run_per_order(b2b: B2B) -> None:
     except WorkflowAlreadyStartedError:
         pass
     async with b2b.sessions() as session:
-        kinds = list(
-            await session.scalars(select(Transfer.kind).where(Transfer.order_id == uuid.UUID(order["id"])))
-        )
-    assert sorted(kinds) == [TransferKind.PENDING, TransferKind.POST_PENDING]
+        transfers = (
+            await session.scalars(select(Transfer).where(Transfer.order_id == uuid.UUID(order["id"])))
+        ).all()
+    # The wallet's hold and its posting, and the supplier cost booked once.
+    assert sorted((t.kind, t.id.split(":")[-1]) for t in transfers) == [
+        (TransferKind.PENDING, "hold"),
+        (TransferKind.POST_PENDING, "post"),
+        (TransferKind.SINGLE, "supplier-cost"),
+    ]

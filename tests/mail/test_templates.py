@@ -43,6 +43,21 @@ PAYLOADS: dict[str, dict[str, object]] = {
         "threshold_minor": 5_000,
         "currency": "EUR",
     },
+    "invoice_issued": {
+        "vendor_name": "Roam & Co <b>",
+        "number": "INV-2026-000007",
+        "period": "2026-10",
+        "issued": "2026-11-01",
+        "due": "2026-12-01",
+        "debits_minor": 2_100,
+        "refunds_minor": 700,
+        "total_minor": 1_400,
+        "currency": "USD",
+        "lines": [
+            {"bundle_code": "esim_1GB_7D_FR_V2", "quantity": 3, "amount_minor": 1_400},
+            {"bundle_code": "<script>", "quantity": 0, "amount_minor": 0},
+        ],
+    },
     "password_reset": {
         "token": "ttp_abc",
         "link": "Or open https://app.example/reset?token=ttp_abc",
@@ -59,6 +74,7 @@ SUBJECTS = {
     "topup_receipt": "500.00 EUR",
     "low_balance": "balance is low",
     "password_reset": "Reset your TTelGo password",
+    "invoice_issued": "invoice INV-2026-000007 for 2026-10: 14.00 USD due 2026-12-01",
 }
 
 
@@ -104,6 +120,9 @@ async def test_template_is_rendered_and_sent_through_smtp(template: str, smtp: t
         assert all(p.get_payload(decode=True).startswith(b"\x89PNG") for p in images)
         assert {p["Content-ID"] for p in images} == {"<qr-1>", "<qr-2>"}
         assert 'src="cid:qr-1"' in html
+    if template == "invoice_issued":
+        assert "esim_1GB_7D_FR_V2 × 3: 14.00 USD" in text, "line amounts in the invoice's currency"
+        assert "<script>" not in html
 
 
 def test_a_template_with_missing_fields_is_a_template_problem() -> None:

@@ -7,11 +7,19 @@ fraction of a cent rounds up, so we never sell below the rule.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 RETAIL_RULES_KEY = "pricing.retail"
 VENDOR_RULES_KEY = "pricing.vendor"
+
+MAX_MARKUP_BPS = 100_000  # +1000 %: far above any real markup, so a slipped digit is refused, not sold
+MAX_OVERRIDES = 5_000  # per map; the catalogue holds a few thousand bundles
+MarkupBps = Annotated[int, Field(ge=0, le=MAX_MARKUP_BPS)]
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"  # what PostgreSQL text and a name may hold
+RegionName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ONE_LINE)]
+BundleCode = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_ONE_LINE)]
 
 
 class Rounding(StrEnum):
@@ -20,9 +28,17 @@ class Rounding(StrEnum):
 
 
 class RetailRules(BaseModel):
-    default_markup_bps: int = Field(default=4000, ge=0)
-    region_markup_bps: dict[str, int] = Field(default_factory=dict)
-    bundle_markup_bps: dict[str, int] = Field(default_factory=dict)
+    # An unknown field in a PUT is a caller's typo; stored rules are read with `stored_rules`, which ignores
+    # fields set in SQL before the API existed.
+    model_config = ConfigDict(extra="forbid")
+
+    default_markup_bps: MarkupBps = 4000
+    region_markup_bps: dict[RegionName, MarkupBps] = Field(
+        default_factory=dict, max_length=MAX_OVERRIDES, description="by region name, e.g. Europe"
+    )
+    bundle_markup_bps: dict[BundleCode, MarkupBps] = Field(
+        default_factory=dict, max_length=MAX_OVERRIDES, description="by bundle code; wins over regions"
+    )
     rounding: Rounding = Rounding.CHARM_99
 
     def markup_for(self, code: str, regions: list[str]) -> int:
@@ -34,7 +50,29 @@ class RetailRules(BaseModel):
 
 
 class VendorRules(BaseModel):
-    default_markup_bps: int = Field(default=1500, ge=0)
+    model_config = ConfigDict(extra="forbid")
+
+    default_markup_bps: MarkupBps = Field(
+        default=1500, description="for vendors without a markup of their own"
+    )
+
+
+class PricingRules(BaseModel):
+    """Both rule sets, as an admin reads and replaces them together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retail: RetailRules = Field(default_factory=RetailRules)
+    vendor: VendorRules = Field(default_factory=VendorRules)
+
+
+Rules = TypeVar("Rules", bound=BaseModel)
+
+
+def stored_rules(model: type[Rules], value: dict[str, object] | None) -> Rules:
+    """Rules as kept in system_config: fields this version does not know are ignored, not refused, so rules
+    edited by hand before the pricing API cannot stop the catalogue from loading."""
+    return model.model_validate({k: v for k, v in (value or {}).items() if k in model.model_fields})
 
 
 def apply_markup(wholesale_minor: int, markup_bps: int) -> int:

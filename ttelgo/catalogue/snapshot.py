@@ -24,6 +24,7 @@ from ttelgo.catalogue.pricing import (
     RetailRules,
     VendorRules,
     retail_price,
+    stored_rules,
     vendor_price,
 )
 from ttelgo.models import CatalogueBundle, SystemConfig
@@ -105,7 +106,8 @@ class CatalogueSnapshot:
 
 
 Marker = tuple[tuple[str, str], ...]
-_CONFIG_KEYS = (LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY, VENDOR_RULES_KEY)
+PRICING_VERSION_KEY = "pricing.version"  # moves with every change of the rules (ttelgo.catalogue.rules)
+_CONFIG_KEYS = (LAST_SYNCED_AT_KEY, RETAIL_RULES_KEY, VENDOR_RULES_KEY, PRICING_VERSION_KEY)
 
 
 async def _marker(session: AsyncSession) -> Marker:
@@ -120,7 +122,7 @@ async def load_snapshot(session: AsyncSession, marker: Marker) -> CatalogueSnaps
         select(SystemConfig.key, SystemConfig.value).where(SystemConfig.key.in_(_CONFIG_KEYS))
     )
     config = {key: value for key, value in config_rows}
-    rules = RetailRules.model_validate(config.get(RETAIL_RULES_KEY) or {})
+    rules = stored_rules(RetailRules, config.get(RETAIL_RULES_KEY))
     rows = await session.scalars(select(CatalogueBundle).where(CatalogueBundle.active.is_(True)))
     synced = config.get(LAST_SYNCED_AT_KEY)
     version = hashlib.sha256(repr(marker).encode()).hexdigest()[:20]
@@ -128,7 +130,7 @@ async def load_snapshot(session: AsyncSession, marker: Marker) -> CatalogueSnaps
         bundles=tuple(_priced(row, rules) for row in rows),
         synced_at=datetime.fromisoformat(synced) if synced else None,
         version=version,
-        vendor_rules=VendorRules.model_validate(config.get(VENDOR_RULES_KEY) or {}),
+        vendor_rules=stored_rules(VendorRules, config.get(VENDOR_RULES_KEY)),
     )
 
 
@@ -138,15 +140,28 @@ class CatalogueCache:
         self._interval = check_interval_s
         self._snapshot: CatalogueSnapshot | None = None
         self._marker: Marker | None = None
-        self._checked_at = 0.0
+        self._checked_at = self._expired_at = float("-inf")
         self._lock = asyncio.Lock()
 
-    async def get(self) -> CatalogueSnapshot:
-        if self._snapshot is not None and time.monotonic() - self._checked_at < self._interval:
+    def expire(self) -> None:
+        """The next `get` checks the database at once (this process changed the rules; the others see the
+        change within their check interval). A check already under way may have read the old marker, so
+        it does not count as fresh."""
+        self._expired_at = time.monotonic()
+
+    def _fresh(self) -> CatalogueSnapshot | None:
+        checked = self._checked_at
+        if checked > self._expired_at and time.monotonic() - checked < self._interval:
             return self._snapshot
+        return None
+
+    async def get(self) -> CatalogueSnapshot:
+        if snapshot := self._fresh():
+            return snapshot
         async with self._lock:
-            if self._snapshot is not None and time.monotonic() - self._checked_at < self._interval:
-                return self._snapshot
+            if snapshot := self._fresh():
+                return snapshot
+            started = time.monotonic()
             try:
                 async with self._sessions() as session:
                     marker = await _marker(session)
@@ -161,5 +176,5 @@ class CatalogueCache:
                     self._snapshot.synced_at,
                     exc_info=True,
                 )
-            self._checked_at = time.monotonic()
+            self._checked_at = started
             return self._snapshot

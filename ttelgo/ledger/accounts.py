@@ -13,7 +13,13 @@ from ttelgo.ledger.errors import AccountNotFound, LedgerError
 from ttelgo.models import Account, AccountKind, BillingMode, Vendor
 
 PLATFORM_KINDS = frozenset(
-    {AccountKind.CARD_CLEARING, AccountKind.REVENUE, AccountKind.SUPPLIER_COST, AccountKind.ADJUSTMENTS}
+    {
+        AccountKind.CARD_CLEARING,
+        AccountKind.REVENUE,
+        AccountKind.SUPPLIER_COST,
+        AccountKind.SUPPLIER_PAYABLE,
+        AccountKind.ADJUSTMENTS,
+    }
 )
 _UNIQUE_ACCOUNT = "uq_accounts_kind_vendor_id_currency"
 

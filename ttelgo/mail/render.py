@@ -30,6 +30,7 @@ TEMPLATES = (
     "topup_receipt",
     "low_balance",
     "password_reset",
+    "invoice_issued",
 )
 MESSAGE_ID_DOMAIN = "ttelgo.notifications"
 
@@ -57,16 +58,23 @@ def _fill(text: str, values: dict[str, Any], where: str) -> str:
         raise TemplateProblem(f"{where}: missing or bad field {exc}") from exc
 
 
-def _context(name: str, payload: dict[str, Any], escape: bool) -> dict[str, str]:
-    """Plain values (escaped for HTML), amounts formatted, and list fields rendered item by item."""
+def _scalars(fields: dict[str, Any], currency: str, escape: bool) -> dict[str, str]:
+    """Plain values (escaped for HTML), with each `x_minor` amount also formatted as `x`."""
     values: dict[str, str] = {}
-    currency = str(payload.get("currency", ""))
-    for key, value in payload.items():
+    for key, value in fields.items():
         if isinstance(value, list):
             continue
         if key.endswith("_minor") and isinstance(value, int) and currency:
             values[key.removesuffix("_minor")] = _esc(format_minor(value, currency), escape)
         values[key] = _esc("" if value is None else str(value), escape)
+    return values
+
+
+def _context(name: str, payload: dict[str, Any], escape: bool) -> dict[str, str]:
+    """Plain values (escaped for HTML), amounts formatted, and list fields rendered item by item (their
+    amounts in the payload's currency)."""
+    currency = str(payload.get("currency", ""))
+    values = _scalars(payload, currency, escape)
     for key, value in payload.items():
         if not isinstance(value, list):
             continue
@@ -76,7 +84,7 @@ def _context(name: str, payload: dict[str, Any], escape: bool) -> dict[str, str]
             raise TemplateProblem(f"{name}: no item template for list field {key!r}")
         parts = []
         for index, item in enumerate(value, start=1):
-            item_values = {"n": str(index), **{k: _esc(str(v), escape) for k, v in item.items()}}
+            item_values = {"n": str(index), **_scalars(item, currency, escape)}
             parts.append(_fill(item_template, item_values, f"{name}.{key}.{ext}"))
         values[key] = "".join(parts)
     return values
@@ -104,6 +112,14 @@ def _esims(payload: dict[str, Any]) -> list[dict[str, Any]]:
         item["cid"] = f"qr-{index}"
         esims.append(item)
     return esims
+
+
+def render_html(template: str, payload: dict[str, Any]) -> str:
+    """The HTML body of `template` alone, e.g. to store a document beside the message that carries it."""
+    body = _read(f"{template}.html")
+    if template not in TEMPLATES or body is None:
+        raise TemplateProblem(f"unknown template {template!r}")
+    return _fill(body, _context(template, payload, escape=True), f"{template}.html")
 
 
 def render(

@@ -12,6 +12,7 @@ from ttelgo.models.identity import (
     VendorUser,
     VendorUserRole,
 )
+from ttelgo.models.invoices import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus
 from ttelgo.models.ledger import (
     Account,
     AccountKind,
@@ -74,6 +75,10 @@ __all__ = [
     "FindingKind",
     "IdempotencyRecord",
     "IdempotencyState",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceLine",
+    "InvoiceStatus",
     "LedgerEntryType",
     "Notification",
     "NotificationChannel",

@@ -77,6 +77,7 @@ class Vendor(Timestamps, SoftDelete, Base):
         ),
         Index("ix_vendors_status_created_at", "status", "created_at"),
         CheckConstraint("credit_limit_minor >= 0", name="credit_limit_non_negative"),
+        CheckConstraint("payment_terms_days >= 0", name="payment_terms_non_negative"),
         CheckConstraint("markup_bps IS NULL OR markup_bps >= 0", name="markup_non_negative"),
         CheckConstraint(
             "rate_limit_per_minute IS NULL OR rate_limit_per_minute > 0", name="rate_limit_positive"
@@ -98,6 +99,8 @@ class Vendor(Timestamps, SoftDelete, Base):
     low_balance_threshold_minor: Mapped[int | None] = mapped_column(BigInteger)
     # Requests per minute this vendor's keys and team may make together; NULL means RATE_LIMIT_VENDOR.
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    # POSTPAID invoices fall due this many days after they are issued.
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30, server_default=text("30"))
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
     # The event types the vendor subscribes to; NULL means every type.
@@ -159,6 +162,7 @@ class SessionEnd(StrEnum):
     LOGOUT_EVERYWHERE = "LOGOUT_EVERYWHERE"
     TOKEN_REUSE = "TOKEN_REUSE"  # a used refresh token came back: it was stolen, or the client was
     PASSWORD_RESET = "PASSWORD_RESET"
+    DEACTIVATED = "DEACTIVATED"  # the account (or its vendor) was deactivated
 
 
 class AuthSession(CreatedAt, Base):

@@ -29,6 +29,7 @@ class AccountKind(StrEnum):
     REVENUE = "REVENUE"
     SUPPLIER_COST = "SUPPLIER_COST"
     ADJUSTMENTS = "ADJUSTMENTS"
+    SUPPLIER_PAYABLE = "SUPPLIER_PAYABLE"  # what we owe eSIM Go for the bundles our orders bought
 
 
 class TransferKind(StrEnum):

@@ -164,6 +164,7 @@ class AuditLog(CreatedAt, Base):
     reason: Mapped[str | None] = mapped_column(String(1000))
     request_id: Mapped[str | None] = mapped_column(String(128))
     ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
 
 
 class SystemConfig(Timestamps, Base):

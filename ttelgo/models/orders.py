@@ -140,6 +140,9 @@ class Order(Timestamps, SoftDelete, Base):
     failure_reason: Mapped[str | None] = mapped_column(String(1000))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who asked for it, as the API saw the caller (api/client_address.py); shown to admins.
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
 
 
 class Payment(Timestamps, Base):
@@ -205,6 +208,8 @@ class Refund(Timestamps, Base):
     provider_refund_id: Mapped[str | None] = mapped_column(String(255))
     failure_reason: Mapped[str | None] = mapped_column(String(1000))
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    client_ip: Mapped[str | None] = mapped_column(String(64))  # who asked, as for orders
+    user_agent: Mapped[str | None] = mapped_column(String(512))
 
 
 class Esim(Timestamps, Base):
