@@ -21,6 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
@@ -227,6 +228,16 @@ async def first_order_id(world: B2B) -> str | None:
     return str(found) if found else None
 
 
+async def accepted(temporal: Client, order_id: str) -> bool:
+    """Whether the server has the order's acceptance (the answer the API waits for before it waits for the
+    eSIMs). The PROVISIONING row alone does not say so: the worker writes it from a local activity before
+    the workflow task that completes the update reaches the server."""
+    history = await temporal.get_workflow_handle(f"order-{order_id}").fetch_history()
+    return any(
+        e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED for e in history.events
+    )
+
+
 async def test_temporal_lost_while_waiting_answers_202_with_location(
     synced_database_url: str, esimgo_sim: SimHandle, task_queue: str
 ) -> None:
@@ -244,11 +255,16 @@ async def test_temporal_lost_while_waiting_answers_202_with_location(
                     waiting = asyncio.create_task(world.order(vendor, key=key, wait=25))
                     deadline = time.monotonic() + 15
                     order_id = await first_order_id(world)
-                    while order_id is None or await stored_status(world, order_id) != "PROVISIONING":
+                    while (
+                        order_id is None
+                        or await stored_status(world, order_id) != "PROVISIONING"
+                        or not await accepted(temporal.client, order_id)
+                    ):
                         assert time.monotonic() < deadline and not waiting.done()
                         await asyncio.sleep(0.2)
                         order_id = await first_order_id(world)
-                    await temporal.shutdown()  # Temporal goes away mid-wait
+                    await asyncio.sleep(0.5)  # the server's answer on its way back to the API
+                    await temporal.shutdown()  # Temporal goes away mid-wait, after the acceptance
                     started = time.monotonic()
                     response = await asyncio.wait_for(waiting, 40)
                     assert response.status_code == 202, response.text
