@@ -57,6 +57,20 @@ class HttpMetrics:
         )
 
 
+class ResponseStatus:
+    """The status the app answered with (500 until it starts answering), for middleware that reports on a
+    request once its answer has gone: pass `send` of this object to the app in place of the server's."""
+
+    def __init__(self, send: Send) -> None:
+        self.code = 500
+        self._send = send
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self._send(message)
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
@@ -67,20 +81,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def capture_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, capture_status)
+            await self.app(scope, receive, status.send)
         finally:
             # Starlette puts the matched (or method-mismatched) route of this app here: one of its templates.
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-            labels = (method, route, str(status))
+            labels = (method, route, str(status.code))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)

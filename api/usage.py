@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.middleware import ResponseStatus
 from ttelgo.models import ApiUsageLog
 
 log = logging.getLogger(__name__)
@@ -89,26 +90,19 @@ class UsageMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def capture_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, capture_status)
+            await self.app(scope, receive, status.send)
         finally:
             # After the answer has gone: known callers cost nothing here, unknown ones one cached read.
             caller = await scope["app"].state.callers.identify(scope)
-            if caller is not None and caller.kind == "vendor" and status != 401:
+            if caller is not None and caller.kind == "vendor" and status.code != 401:
                 recorder.record(
                     vendor_id=caller.vendor_id,
                     api_key_id=caller.api_key_id,
                     method=scope["method"][:10],
                     path=getattr(scope.get("route"), "path", "unmatched"),
-                    status_code=status,
+                    status_code=status.code,
                     duration_ms=round((time.perf_counter() - started) * 1000),
                     request_id=scope.get("state", {}).get("request_id"),
                     created_at=datetime.now(UTC),
