@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from api.usage import UsageRecorder
@@ -95,7 +96,7 @@ async def test_bad_report_windows_and_unknown_vendors_are_refused(b2b: B2B) -> N
     ).status_code in (401, 403)
 
 
-async def test_a_failed_usage_write_is_logged_and_never_raised() -> None:
+async def test_a_failed_usage_write_is_logged_and_never_raised(caplog: pytest.LogCaptureFixture) -> None:
     engine = create_engine("postgresql://nobody@127.0.0.1:1/none")
     recorder = UsageRecorder(session_factory(engine), flush_interval_s=3600)
     try:
@@ -112,6 +113,9 @@ async def test_a_failed_usage_write_is_logged_and_never_raised() -> None:
         await recorder.close()  # flushes: the write fails, and is only logged
     finally:
         await engine.dispose()
+    assert any(
+        r.levelname == "WARNING" and "dropped 1 API usage rows" in r.getMessage() for r in caplog.records
+    )
 
 
 async def test_usage_rows_written_in_batches_count_every_call(b2b: B2B) -> None:
