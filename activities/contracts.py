@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field
 
 from ttelgo.esimgo.callbacks import UsageCallback
 from ttelgo.housekeeping import Chore
-from ttelgo.models.orders import Channel, OrderStatus, PaymentPurpose, PaymentStatus, RefundStatus
+from ttelgo.models.esims import EsimAlertKind
+from ttelgo.models.identity import BillingMode
+from ttelgo.models.orders import Channel, OrderKind, OrderStatus, PaymentPurpose, PaymentStatus, RefundStatus
+from ttelgo.webhooks.events import WebhookEventType
 
 SYNC_CATALOGUE = "catalogue.sync"
 
@@ -30,9 +33,80 @@ class UsageEvent(BaseModel):
     callback: UsageCallback
 
 
+class EsimAlert(BaseModel):
+    """A usage alert the calling workflow claimed and alone sends: by id (the row says the rest)."""
+
+    alert_id: uuid.UUID
+    kind: str  # EsimAlertKind
+    channel: Channel  # B2C: the customer's e-mail; B2B: the vendor's webhook
+    order_id: uuid.UUID  # the order that sold the eSIM (its buyer is told)
+
+    def mail(self) -> Notify:
+        """The customer's e-mail: its outbox dedupe key derives from the alert id."""
+        expiring = self.kind == EsimAlertKind.EXPIRING
+        template = MailTemplate.ESIM_EXPIRING if expiring else MailTemplate.ESIM_USAGE
+        return Notify(template=template, order_id=self.order_id, occurrence=str(self.alert_id))
+
+    def webhook_type(self) -> str:
+        expiring = self.kind == EsimAlertKind.EXPIRING
+        return (WebhookEventType.ESIM_EXPIRING if expiring else WebhookEventType.ESIM_USAGE_THRESHOLD).value
+
+    def webhook_subject(self) -> str:
+        """What the vendor event's id derives from, whichever run emits it."""
+        return f"esim-alert-{self.alert_id}"
+
+    def webhook(self) -> EmitWebhook:
+        event_type = self.webhook_type()
+        return EmitWebhook(
+            event_type=event_type,
+            event_id=webhook_event_id(self.webhook_subject(), event_type),
+            alert_id=self.alert_id,
+        )
+
+
 class UsageOutcome(BaseModel):
     applied: bool
     detail: str
+    alerts: list[EsimAlert] = []  # older histories recorded none
+
+
+USAGE_ALERTS_PATCH = "esim-usage-alerts"  # usage runs that send the alerts their callback crossed
+REFRESH_ESIM = "esim.refresh"  # supplier queue: the eSIM and its bundles read from eSIM Go
+EXPIRY_PLAN = "esim.expiry_plan"  # local: when a bundle expires, as stored now
+CLAIM_EXPIRY_ALERT = "esim.claim_expiry_alert"  # local: the bundle's "expires tomorrow" alert, once
+# Runs that hand an alert to the outbox in one local activity that also marks it sent (`SEND_ALERT`).
+ALERT_DELIVERY_PATCH = "esim-alert-delivery"
+SEND_ALERT = "esim.send_alert"  # local: an alert's e-mail or webhook queued, and the alert marked sent
+RESEND_ALERTS = "esim.resend_alerts"  # housekeeping: alerts whose claiming run died before sending them
+ALERT_RESEND_PATCH = "housekeeping-alert-resend"
+
+
+class UnsentAlerts(BaseModel):
+    claimed_before: datetime  # alerts claimed since are left to the run that claimed them
+    limit: int = Field(gt=0)
+
+
+class RefreshEsim(BaseModel):
+    iccid: str
+    max_age_s: int  # a copy read from the supplier more recently than this is left as it is
+    supplier_task_queue: str
+    budget_s: int = 20  # how long supplier faults are retried before the read is given up
+
+
+class RefreshOutcome(BaseModel):
+    refreshed: bool
+    detail: str
+    alerts: list[EsimAlert] = []
+
+
+class ExpiryWatch(BaseModel):
+    bundle_id: uuid.UUID
+    notice_s: int = 24 * 3600  # how long before the expiry the alert goes out
+
+
+class ExpiryPlan(BaseModel):
+    expires_at: datetime | None
+    finished: bool  # expired, revoked, depleted or gone: nothing to warn about
 
 
 # -- orders ----------------------------------------------------------------------------------------------
@@ -81,6 +155,12 @@ class OrderInput(BaseModel):
     # Who asked (request provenance, for the order's record); defaults keep older histories replaying.
     client_ip: str | None = None
     user_agent: str | None = None
+    # A top-up buys one bundle onto the buyer's eSIM `target_iccid` instead of new eSIMs; the activities
+    # read these (older histories have neither: plain orders).
+    kind: OrderKind = OrderKind.ORDER
+    target_iccid: str | None = None
+    # A vendor order's billing mode when placed, kept on the order for invoicing (older histories: None).
+    billing_mode: BillingMode | None = None
 
     @property
     def total_minor(self) -> int:
@@ -225,6 +305,7 @@ class RefundPlan(BaseModel):
     channel: Channel
     vendor_id: uuid.UUID | None = None
     intent_id: str | None = None
+    kind: OrderKind = OrderKind.ORDER  # a top-up's bundle is revoked by name on an eSIM it does not own
 
 
 class CardRefund(BaseModel):
@@ -240,6 +321,7 @@ class CardRefund(BaseModel):
 BOOK_SUPPLIER_COST = "ledger.book_supplier_cost"
 CREDIT_SUPPLIER_COST = "ledger.credit_supplier_cost"
 SUPPLIER_COST_PATCH = "book-supplier-cost"  # orders and refunds recorded before cost booking have neither
+TOPUP_REFUND_PATCH = "topup-refund-release"  # refunds of top-ups: their one bundle, not the eSIM
 
 
 class SupplierCredit(BaseModel):
@@ -292,6 +374,8 @@ class UnclaimedSupplierOrder(BaseModel):
     bundle_name: str
     quantity: int
     created_at: datetime | None = None
+    # The eSIM (row id) it put its bundle on when we held that eSIM already: a top-up's purchase.
+    topup_of: uuid.UUID | None = None
 
 
 class SupplierOrderCase(BaseModel):
@@ -341,6 +425,8 @@ class MailTemplate(StrEnum):
     REFUND_SUCCEEDED = "refund_succeeded"
     TOPUP_RECEIPT = "topup_receipt"
     LOW_BALANCE = "low_balance"
+    ESIM_USAGE = "esim_usage"  # a bundle crossed 80 % or 100 % of its data
+    ESIM_EXPIRING = "esim_expiring"  # a bundle expires within a day
 
 
 class Notify(BaseModel):
@@ -397,6 +483,7 @@ class EmitWebhook(BaseModel):
     order_id: uuid.UUID | None = None
     refund_id: uuid.UUID | None = None
     topup_id: uuid.UUID | None = None
+    alert_id: uuid.UUID | None = None  # esim.usage_threshold / esim.expiring
 
 
 class WebhookJob(BaseModel):

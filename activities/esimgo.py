@@ -13,12 +13,10 @@ clear the doubt, so an outage costs one request per attempt, not a scan as well.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -35,7 +33,9 @@ from activities.contracts import (
     RevokeBundle,
     SupplierOrderRef,
 )
+from activities.heartbeat import heartbeating
 from activities.supplier_errors import as_application_error
+from ttelgo import operator_findings
 from ttelgo.esimgo import (
     EsimGoClient,
     PermanentReason,
@@ -44,12 +44,21 @@ from ttelgo.esimgo import (
     SupplierPermanentError,
     SupplierRetryableError,
 )
-from ttelgo.models import Esim, EsimStatus, FindingKind, Order, ReconciliationFinding
+from ttelgo.esimgo.types import BundleUsage
+from ttelgo.models import (
+    Esim,
+    EsimBundle,
+    EsimStatus,
+    FindingKind,
+    Order,
+    OrderKind,
+    ReconciliationFinding,
+)
 
 CLOCK_SKEW = timedelta(seconds=30)
 SPENT_SUPPLIER_ORDERS = (FindingKind.SUPPLIER_ORDER_REVOKED, FindingKind.SUPPLIER_BUNDLE_USED)
 FINISHED = frozenset({"revoked", "expired", "lapsed"})  # bundle states with nothing left to revoke
-HEARTBEAT_EVERY_S = 2.0
+USED_STATES = frozenset({"active", "depleted"})  # started: eSIM Go revokes an unused one of a name first
 
 
 class SupplierActivities:
@@ -65,7 +74,7 @@ class SupplierActivities:
 
     @activity.defn(name=PLACE_SUPPLIER_ORDER)
     async def place_order(self, order: OrderInput) -> SupplierOrderRef:
-        async with _heartbeating():
+        async with heartbeating():
             try:
                 return await self._place_once(order)
             except SupplierError as exc:
@@ -116,6 +125,8 @@ class SupplierActivities:
             reference, bundle_name = order.supplier_order_reference, order.bundle_code
         if not reference:
             return 0
+        if order.kind is OrderKind.TOPUP:
+            return await self._release_topup(order)
         try:
             try:
                 bought = await self.esimgo.get_order(reference)
@@ -135,7 +146,9 @@ class SupplierActivities:
                 )
             )
         if others:
-            activity.logger.error("order %s: not revoking %s, held by other orders", order_id, sorted(others))
+            activity.logger.error(
+                "order %s: not revoking %d eSIM(s) other orders hold", order_id, len(others)
+            )
         return await self.revoke_bundles(
             [RevokeBundle(iccid=i, bundle_name=bundle_name) for i in iccids if i not in others]
         )
@@ -166,7 +179,11 @@ class SupplierActivities:
             order.order_id, sent_at=datetime.now(UTC)
         )  # after any scan: the wait counts from here
         try:
-            placed = await self.esimgo.create_order(order.bundle_code, order.quantity)
+            placed = await self.esimgo.create_order(
+                order.bundle_code,
+                order.quantity,
+                iccids=[order.target_iccid] if order.kind is OrderKind.TOPUP and order.target_iccid else None,
+            )
         except SupplierError as exc:
             if not (isinstance(exc, SupplierRetryableError) and exc.in_doubt):  # refused: nothing bought
                 await self._mark_call(order.order_id, sent_at=None)
@@ -176,6 +193,65 @@ class SupplierActivities:
                 f"supplier order {placed.reference} could not be recorded", type="ClaimFailed"
             )
         return _ref(placed)
+
+    async def _release_topup(self, order: Order) -> int:
+        """Gives back the bundle a top-up put on its eSIM (a failed one's, or a refunded one's): the eSIM and
+        every other bundle on it stay. Which assignment is this order's is recorded before the revoke, so a
+        retry finds it finished and revokes nothing twice. eSIM Go revokes by name (its oldest unused
+        assignment, else its latest): when that would take another order's bundle, an operator decides."""
+        assert order.target_iccid is not None
+        iccid, name = order.target_iccid, order.bundle_code
+        try:
+            usages = await self.esimgo.get_esim_bundles(iccid)
+        except SupplierPermanentError as exc:
+            if exc.reason is PermanentReason.NOT_FOUND:  # the eSIM is gone: nothing of ours is live on it
+                return 0
+            raise as_application_error(exc) from exc
+        except SupplierError as exc:
+            raise as_application_error(exc) from exc
+        named = sorted((u for u in usages if u.name == name), key=_assigned)
+        async with self.sessions() as session, session.begin():
+            esim_id = await session.scalar(select(Esim.id).where(Esim.iccid == iccid))
+            if esim_id is None:
+                return 0
+            target = await _assignment_of(session, order, esim_id, named)
+        if target is None or target.state in FINISHED:
+            return 0
+        live = [u for u in named if u.state not in FINISHED]
+        unused = [u for u in live if u.state not in USED_STATES]
+        taken = unused[0] if unused else live[-1]
+        if taken.reference != target.reference:
+            async with self.sessions() as session, session.begin():
+                await operator_findings.report(
+                    session,
+                    "topup-release",
+                    FindingKind.TOPUP_BUNDLE_NOT_REVOKED,
+                    str(order.id),
+                    order_id=order.id,
+                    detail={
+                        "iccid": iccid,
+                        "bundle_name": name,
+                        "assignment_reference": target.reference,
+                        "would_revoke": taken.reference,
+                        "reason": "eSIM Go revokes by name: it would take another order's bundle",
+                    },
+                )
+            activity.logger.error(
+                "top-up %s: eSIM Go would revoke another order's bundle of that name; left to an operator",
+                order.id,
+            )
+            return 0
+        try:
+            await self.esimgo.revoke_bundle(iccid, name, refund_to_balance=True)
+        except SupplierError as exc:
+            raise as_application_error(exc) from exc
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(EsimBundle)
+                .where(EsimBundle.esim_id == esim_id, EsimBundle.reference == target.reference)
+                .values(state="revoked")
+            )
+        return 1
 
     async def _own_order(self, reference: str) -> SupplierOrder:
         """A supplier order the supplier itself gave us: if it no longer knows it, an operator must look."""
@@ -203,6 +279,12 @@ class SupplierActivities:
             return None
         references = [o.reference for o in matching]
         async with self.sessions() as session:
+            # An eSIM we hold already was topped up by that purchase: never the answer to an order of new eSIMs.
+            held = set(
+                await session.scalars(
+                    select(Esim.iccid).where(Esim.iccid.in_({e.iccid for o in matching for e in o.esims}))
+                )
+            )
             claimed = set(
                 await session.scalars(
                     select(Order.supplier_order_reference).where(
@@ -219,6 +301,8 @@ class SupplierActivities:
                     )
                 )
             )
+        if order.kind is not OrderKind.TOPUP:
+            matching = [o for o in matching if not held & {e.iccid for e in o.esims}]
         for candidate in sorted(matching, key=lambda o: o.created_at or sent_at):
             if candidate.reference not in claimed | spent and await claim_supplier_order(
                 self.sessions, order.order_id, candidate.reference
@@ -254,21 +338,85 @@ def _ref(order: SupplierOrder) -> SupplierOrderRef:
     return SupplierOrderRef(reference=order.reference, completed=order.completed, esims=esims)
 
 
+def _assigned(usage: BundleUsage) -> datetime:
+    return usage.assigned_at or datetime.min.replace(tzinfo=UTC)
+
+
+async def _assignment_of(
+    session: AsyncSession, order: Order, esim_id: uuid.UUID, named: list[BundleUsage]
+) -> BundleUsage | None:
+    """The assignment (of `named`, the eSIM's assignments of the order's bundle, oldest first) this top-up
+    put there, recorded on its bundle row. Unless a report recorded it already: assignments no other order's
+    row names, matched in time order to our orders of that bundle on the eSIM that no row names either
+    (the one that sold it, then each top-up that reached the supplier)."""
+    rows = list(
+        await session.execute(
+            select(EsimBundle.order_id, EsimBundle.reference).where(
+                EsimBundle.esim_id == esim_id, EsimBundle.name == order.bundle_code
+            )
+        )
+    )
+    mine = next((ref for owner, ref in rows if owner == order.id and ref), None)
+    if mine is not None:
+        return next((u for u in named if u.reference == mine), None)
+    named_by_others = {owner: ref for owner, ref in rows if owner not in (None, order.id) and ref}
+    orders = list(
+        await session.scalars(
+            select(Order.id)
+            .where(
+                Order.bundle_code == order.bundle_code,
+                or_(
+                    Order.id == select(Esim.order_id).where(Esim.id == esim_id).scalar_subquery(),
+                    (Order.kind == OrderKind.TOPUP)
+                    & (Order.target_iccid == order.target_iccid)
+                    & Order.supplier_order_reference.is_not(None),
+                ),
+            )
+            .order_by(Order.created_at, Order.id)
+        )
+    )
+    unnamed = [o for o in orders if o not in named_by_others]
+    free = [u for u in named if u.reference not in named_by_others.values()]
+    rank = unnamed.index(order.id) if order.id in unnamed else len(free)
+    if rank >= len(free):
+        return None
+    target = free[rank]
+    if target.reference:
+        await _record_assignment(session, order, esim_id, target)
+    return target
+
+
+async def _record_assignment(
+    session: AsyncSession, order: Order, esim_id: uuid.UUID, usage: BundleUsage
+) -> None:
+    """Our top-up's bundle row names its assignment: a row a report created for it (no order) is taken."""
+    reported = await session.scalar(
+        select(EsimBundle).where(EsimBundle.esim_id == esim_id, EsimBundle.reference == usage.reference)
+    )
+    own = await session.scalar(
+        select(EsimBundle).where(EsimBundle.esim_id == esim_id, EsimBundle.order_id == order.id)
+    )
+    if reported is not None and own is None:
+        reported.order_id = order.id
+    elif reported is None and own is not None:
+        own.reference = usage.reference
+    elif reported is None:
+        session.add(
+            EsimBundle(
+                id=uuid.uuid4(),
+                esim_id=esim_id,
+                order_id=order.id,
+                name=usage.name,
+                reference=usage.reference,
+                state=usage.state or None,
+                unlimited=usage.unlimited,
+                assigned_at=usage.assigned_at,
+            )
+        )
+
+
 def _same_purchase(supplier: SupplierOrder, order: OrderInput) -> bool:
-    return supplier.bundle_name == order.bundle_code and supplier.quantity == order.quantity
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating():  # type: ignore[no-untyped-def]
-    """Heartbeats while a slow supplier call runs, so a dead worker is noticed in seconds, not minutes."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
+    if supplier.bundle_name != order.bundle_code or supplier.quantity != order.quantity:
+        return False
+    # A top-up is the purchase that put the bundle on its own eSIM, and on no other.
+    return order.kind is not OrderKind.TOPUP or {e.iccid for e in supplier.esims} == {order.target_iccid}

@@ -22,6 +22,7 @@ from activities.contracts import (
     IssuedInvoice,
     IssueInvoice,
 )
+from activities.heartbeat import heartbeating
 from activities.notifications import start_delivery
 from ttelgo import invoicing
 from ttelgo.models import Invoice, Notification, NotificationChannel, NotificationStatus, Vendor
@@ -34,13 +35,13 @@ class InvoicingActivities:
 
     @activity.defn(name=LIST_INVOICEABLE)
     async def list_vendors(self, request: InvoicePeriod) -> list[str]:
-        async with self.sessions() as session:
+        async with heartbeating(), self.sessions() as session:
             found = await invoicing.invoiceable_vendors(session, request.period, request.vendor_id)
         return [str(vendor_id) for vendor_id in found]
 
     @activity.defn(name=ISSUE_INVOICE)
     async def issue(self, request: IssueInvoice) -> IssuedInvoice:
-        async with self.sessions() as session, session.begin():
+        async with heartbeating(), self.sessions() as session, session.begin():
             vendor = await session.get(Vendor, request.vendor_id)
             if vendor is None:
                 raise ApplicationError(
@@ -52,6 +53,8 @@ class InvoicingActivities:
                 )
             except invoicing.PeriodNotOver as exc:
                 raise ApplicationError(str(exc), type="PERIOD_NOT_OVER", non_retryable=True) from exc
+            if created:  # paid in advance: the payments already received may cover it
+                await invoicing.settle_covered(session, vendor.id, paid_by=None)
             mail = await _queue_mail(session, invoice, vendor, lines)
         if mail.status is not NotificationStatus.SENT:
             await start_delivery(

@@ -36,6 +36,7 @@ from activities.contracts import (
     Notify,
     notification_workflow_id,
 )
+from ttelgo.esim_bundles import alert_details, esims_of
 from ttelgo.ledger.accounts import vendor_wallet, wallet_balance
 from ttelgo.low_balance import order_debit_crossing
 from ttelgo.mail.render import TemplateProblem, render
@@ -215,7 +216,7 @@ async def _build(session: AsyncSession, request: Notify) -> dict[str, Any]:
         "currency": order.currency,
     }
     if template is MailTemplate.ESIMS_READY:
-        payload["esims"] = await _esims(session, order.id)
+        payload["esims"] = await _esims(session, order)
     elif template is MailTemplate.PAYMENT_RECEIPT:
         payment = await session.get(Payment, order.id)
         payload["payment_intent_id"] = payment.provider_payment_id if payment else ""
@@ -231,11 +232,17 @@ async def _build(session: AsyncSession, request: Notify) -> dict[str, Any]:
         )
     elif template is MailTemplate.REFUND_SUCCEEDED:
         payload |= {"refund_id": str(refund.id), "amount_minor": refund.amount_minor}
+    elif template in (MailTemplate.ESIM_USAGE, MailTemplate.ESIM_EXPIRING):
+        found = await alert_details(session, uuid.UUID(request.occurrence or ""))
+        if found is None:
+            raise Unqueueable(f"no eSIM alert {request.occurrence}")
+        payload |= found[1]
     return {"user_id": user.id, "order_id": order.id, "recipient": user.email, "payload": payload}
 
 
-async def _esims(session: AsyncSession, order_id: uuid.UUID) -> list[dict[str, Any]]:
-    esims = await session.scalars(select(Esim).where(Esim.order_id == order_id).order_by(Esim.iccid))
+async def _esims(session: AsyncSession, order: Order) -> list[dict[str, Any]]:
+    """The order's eSIMs; for a top-up, the eSIM its bundle went on."""
+    esims = await session.scalars(select(Esim).where(esims_of(order)).order_by(Esim.iccid))
     result = []
     for e in esims:
         code = lpa(e.smdp_address, e.matching_id)

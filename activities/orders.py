@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -22,7 +22,8 @@ from activities.contracts import (
     StoreEsims,
 )
 from ttelgo import business_metrics
-from ttelgo.models import TERMINAL_ORDER_STATES, Esim, Order, OrderStatus
+from ttelgo.models import TERMINAL_ORDER_STATES, Esim, Order, OrderKind, OrderStatus
+from ttelgo.models.esims import EsimBundle
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class OrderActivities:
                 .values(
                     id=order.order_id,
                     channel=order.channel,
+                    kind=order.kind,
+                    target_iccid=order.target_iccid,
                     status=OrderStatus.CREATED,
                     user_id=order.user_id,
                     vendor_id=order.vendor_id,
@@ -52,6 +55,7 @@ class OrderActivities:
                     workflow_id=order.workflow_id,
                     client_ip=order.client_ip,
                     user_agent=order.user_agent,
+                    billing_mode=order.billing_mode,
                 )
                 .on_conflict_do_nothing(index_elements=["id"])
             )
@@ -93,7 +97,14 @@ class OrderActivities:
     async def store_esims(self, batch: StoreEsims) -> None:
         """Stores the order's eSIMs once (a retry finds them stored). An ICCID that another order holds,
         or fewer eSIMs than were bought, is supplier data we cannot deliver on: the order stops for an
-        operator instead of completing without its eSIMs."""
+        operator instead of completing without its eSIMs. A top-up stores no eSIM: its bundle went onto
+        the eSIM it names, which must be the one delivered."""
+        async with self.sessions() as session:
+            order = await session.get_one(Order, batch.order_id)
+        if order.kind is OrderKind.TOPUP:
+            _check_topup_delivery(order, batch)
+            await self._attach_topup(order)
+            return
         rows = [
             {
                 "order_id": batch.order_id,
@@ -115,7 +126,10 @@ class OrderActivities:
             )
             clashes = sorted(iccid for iccid, owner in holders if owner != batch.order_id)
             if clashes:
-                log.error("order %s: ICCID(s) %s already belong to other orders", batch.order_id, clashes)
+                # ICCIDs are personal data: the log names the order (the failure, encoded, names them).
+                log.error(
+                    "order %s: %d ICCID(s) already belong to other orders", batch.order_id, len(clashes)
+                )
                 raise ApplicationError(
                     f"eSIM Go issued ICCID(s) {', '.join(clashes)} that already belong to other orders",
                     type=ICCID_CONFLICT,
@@ -130,3 +144,32 @@ class OrderActivities:
                     type=INCOMPLETE_DELIVERY,
                     non_retryable=True,
                 )
+
+    async def _attach_topup(self, order: Order) -> None:
+        """The top-up's bundle, on the eSIM's list of bundles once (the usage callbacks and supplier reads
+        fill in its reference, state and data)."""
+        async with self.sessions() as session, session.begin():
+            esim_id = await session.scalar(select(Esim.id).where(Esim.iccid == order.target_iccid))
+            if esim_id is None:  # refused by the API before the start; a row since removed is a bug
+                raise ApplicationError(
+                    f"no eSIM {order.target_iccid} on record", type="BAD_DATA", non_retryable=True
+                )
+            await session.execute(
+                insert(EsimBundle)
+                .values(esim_id=esim_id, order_id=order.id, name=order.bundle_code, state="processing")
+                .on_conflict_do_nothing(
+                    index_elements=["esim_id", "order_id"], index_where=text("order_id IS NOT NULL")
+                )
+            )
+
+
+def _check_topup_delivery(order: Order, batch: StoreEsims) -> None:
+    """The supplier answers a top-up with the eSIM it applied the bundle to: any other is not ours to give."""
+    delivered = sorted({e.iccid for e in batch.esims})
+    if delivered != [order.target_iccid]:
+        log.error("top-up %s: the supplier delivered %d eSIM(s), not its own", order.id, len(delivered))
+        raise ApplicationError(
+            f"eSIM Go applied the top-up to {', '.join(delivered) or 'no eSIM'}, not to {order.target_iccid}",
+            type=ICCID_CONFLICT,
+            non_retryable=True,
+        )

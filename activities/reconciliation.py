@@ -53,6 +53,7 @@ from activities.contracts import (
     UnclaimedSupplierOrder,
 )
 from activities.esimgo import CLOCK_SKEW, FINISHED, claim_supplier_order
+from activities.ledger import book_card_refund
 from activities.refunds import follow_refunded_money, follows_refunds
 from activities.supplier_errors import as_application_error
 from ttelgo.audit import record_action
@@ -64,6 +65,7 @@ from ttelgo.models import (
     FindingAction,
     FindingKind,
     Order,
+    OrderKind,
     OrderStatus,
     Payment,
     PaymentPurpose,
@@ -191,12 +193,23 @@ class ReconciliationActivities:
                     )
                 )
             )
+            unclaimed = [o for o in settled if o.reference not in claimed]
+            # A purchase that applied its bundle to an eSIM we hold already was a top-up's.
+            found = await session.execute(
+                select(Esim.iccid, Esim.id).where(
+                    Esim.iccid.in_([e.iccid for o in unclaimed for e in o.esims])
+                )
+            )
+            held = {iccid: esim_id for iccid, esim_id in found}
         return [
             UnclaimedSupplierOrder(
-                reference=o.reference, bundle_name=o.bundle_name, quantity=o.quantity, created_at=o.created_at
+                reference=o.reference,
+                bundle_name=o.bundle_name,
+                quantity=o.quantity,
+                created_at=o.created_at,
+                topup_of=next((held[e.iccid] for e in o.esims if e.iccid in held), None),
             )
-            for o in settled
-            if o.reference not in claimed
+            for o in unclaimed
         ]
 
     @activity.defn(name=RESOLVE_SUPPLIER_ORDER)
@@ -226,11 +239,19 @@ class ReconciliationActivities:
         None when there is none (revoke it); a note when the one there is stays locked (the next run)."""
         supplier = case.order
         created = supplier.created_at or case.window.settled_before
+        # A top-up's purchase is only ever the answer to a top-up of that eSIM, and a purchase of new
+        # eSIMs only to an order of new eSIMs.
+        if supplier.topup_of is None:
+            same_kind = Order.kind == OrderKind.ORDER
+        else:
+            target = select(Esim.iccid).where(Esim.id == supplier.topup_of).scalar_subquery()
+            same_kind = (Order.kind == OrderKind.TOPUP) & (Order.target_iccid == target)
         async with self.sessions() as session:
             candidates = list(
                 await session.execute(
                     select(Order.id, Order.workflow_id)
                     .where(
+                        same_kind,
                         Order.bundle_code == supplier.bundle_name,
                         Order.quantity == supplier.quantity,
                         Order.status == WAITING_FOR_SUPPLIER,
@@ -471,10 +492,27 @@ class ReconciliationActivities:
     async def _record_external_refund(
         self, window: ReconciliationWindow, refund: StripeRefund
     ) -> CheckOutcome:
-        """A refund nobody here asked for: the money has gone back, so our records follow it."""
+        """A refund nobody here asked for: the money has gone back, so our records follow it, and the
+        ledger too: once recorded, its amount leaves REVENUE as a refund of ours does (`book_card_refund`,
+        after the record commits; a crash in between is made good by the retry or the next run, and the
+        transfer ids are the refund's, so nothing is booked twice)."""
+        outcome = CheckOutcome()
+        if await self._recorded(refund.id) is None:
+            outcome = await self._record_new_external_refund(window, refund)
+        recorded = await self._recorded(refund.id)
+        if recorded is not None:
+            await book_card_refund(self.sessions, recorded)
+        return outcome
+
+    async def _recorded(self, stripe_refund_id: str) -> uuid.UUID | None:
         async with self.sessions() as session:
-            if await session.scalar(select(Refund.id).where(Refund.provider_refund_id == refund.id)):
-                return CheckOutcome()
+            return await session.scalar(
+                select(Refund.id).where(Refund.provider_refund_id == stripe_refund_id)
+            )
+
+    async def _record_new_external_refund(
+        self, window: ReconciliationWindow, refund: StripeRefund
+    ) -> CheckOutcome:
         intent_id = refund.payment_intent or (
             await self.stripe.intent_of_charge(refund.charge) if refund.charge else None
         )

@@ -19,11 +19,14 @@ from activities.contracts import (
     RefundSettlement,
     RevokeBundle,
 )
+from activities.ledger import book_card_refund
 from ttelgo.models import (
     Channel,
     Esim,
+    EsimBundle,
     EsimStatus,
     Order,
+    OrderKind,
     OrderStatus,
     Payment,
     PaymentStatus,
@@ -52,6 +55,33 @@ def is_used(esim: Esim) -> bool:
     return esim.first_used_at is not None or esim.bundle_state in USED_BUNDLE_STATES
 
 
+def bundle_used(bundle: EsimBundle) -> bool:
+    """A top-up's bundle, by the same rule as an eSIM's: started, or in a state that comes with use."""
+    consumed = bundle.data_remaining_bytes is not None and bundle.data_remaining_bytes < (
+        bundle.data_total_bytes or 0
+    )
+    return bundle.started_at is not None or bundle.state in USED_BUNDLE_STATES or consumed
+
+
+async def _used(session: AsyncSession, order: Order) -> bool:
+    """Whether what the order delivered has been used: its eSIMs, or for a top-up the one bundle it put on
+    an eSIM that belongs to an earlier order (whose use says nothing about the top-up's)."""
+    if order.kind is OrderKind.TOPUP:
+        bundle = await session.scalar(select(EsimBundle).where(EsimBundle.order_id == order.id))
+        return bundle is not None and bundle_used(bundle)
+    esims = await session.scalars(select(Esim).where(Esim.order_id == order.id))
+    return any(is_used(e) for e in esims)
+
+
+async def _delivered(session: AsyncSession, order: Order) -> bool:
+    delivered = (
+        select(EsimBundle.id).where(EsimBundle.order_id == order.id)
+        if order.kind is OrderKind.TOPUP
+        else select(Esim.id).where(Esim.order_id == order.id)
+    )
+    return await session.scalar(delivered.limit(1)) is not None
+
+
 class RefundActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
@@ -67,10 +97,9 @@ class RefundActivities:
             )
             if order is None or (request.vendor_id and order.vendor_id != request.vendor_id):
                 raise _refused("ORDER_NOT_FOUND", f"no order {request.order_id}")
-            esims = list(await session.scalars(select(Esim).where(Esim.order_id == order.id)))
             refund = await session.get(Refund, request.refund_id)
             if refund is None:
-                refund = self._new_refund(request, order, esims)
+                refund = self._new_refund(request, order, used=await _used(session, order))
                 session.add(refund)
                 order.refunded_minor += refund.amount_minor
             payment = await session.scalar(select(Payment).where(Payment.order_id == order.id))
@@ -80,10 +109,11 @@ class RefundActivities:
                 channel=order.channel,
                 vendor_id=order.vendor_id,
                 intent_id=payment.provider_payment_id if payment else None,
+                kind=order.kind,
             )
 
     @staticmethod
-    def _new_refund(request: RefundInput, order: Order, esims: list[Esim]) -> Refund:
+    def _new_refund(request: RefundInput, order: Order, *, used: bool) -> Refund:
         if not refundable(order):
             raise _refused("ORDER_INVALID_STATE", f"a {order.status.value} order cannot be refunded")
         left = order.total_minor - order.refunded_minor  # pending refunds count as refunded
@@ -95,7 +125,7 @@ class RefundActivities:
                 "REFUND_EXCEEDS_CAPTURED",
                 f"{amount} asked, {left} of {order.total_minor} {order.currency} left to refund",
             )
-        if any(is_used(e) for e in esims) and not request.allow_used:
+        if used and not request.allow_used:
             raise _refused("ESIM_ALREADY_USED", "the eSIM has been used; an admin may override")
         return Refund(
             id=request.refund_id,
@@ -115,7 +145,15 @@ class RefundActivities:
         """Each move happens once (PENDING → SUCCEEDED/FAILED, SUCCEEDED → REVERSED); a retry is a no-op.
 
         Answers the bundles to revoke at eSIM Go: all of the order's, once the refunds that have actually
-        succeeded add up to its total (a partial refund leaves the eSIMs working)."""
+        succeeded add up to its total (a partial refund leaves the eSIMs working). A top-up's is its one
+        bundle on the eSIM it names; the workflow returns that one as a failed top-up's is returned. A card refund's money
+        then leaves REVENUE in the ledger (after the record commits, so a retry books what a crash cut
+        short; the transfer ids are the refund's, so nothing twice)."""
+        to_revoke = await self._record(settlement)
+        await book_card_refund(self.sessions, settlement.refund_id)
+        return to_revoke
+
+    async def _record(self, settlement: RefundSettlement) -> list[RevokeBundle]:
         async with self.sessions() as session, session.begin():
             refund = await session.get_one(Refund, settlement.refund_id, with_for_update=True)
             order = await session.scalar(select(Order).where(Order.id == refund.order_id).with_for_update())
@@ -146,6 +184,9 @@ class RefundActivities:
     async def _to_revoke(session: AsyncSession, order: Order, outcome: RefundStatus) -> list[RevokeBundle]:
         if outcome is not RefundStatus.SUCCEEDED or await _settled_minor(session, order) < order.total_minor:
             return []
+        if order.kind is OrderKind.TOPUP:
+            assert order.target_iccid is not None
+            return [RevokeBundle(iccid=order.target_iccid, bundle_name=order.bundle_code)]
         esims = await session.scalars(
             select(Esim).where(Esim.order_id == order.id, Esim.status != EsimStatus.REVOKED)
         )
@@ -159,10 +200,7 @@ async def follow_refunded_money(session: AsyncSession, order: Order, payment: Pa
     if settled == 0:
         # Nothing went back (or it came back): a delivered order is whole again, one that failed and
         # delivered nothing is FAILED again, still with REFUND_FAILED for an admin.
-        delivered = await session.scalar(
-            select(func.count()).select_from(Esim).where(Esim.order_id == order.id)
-        )
-        order.status = OrderStatus.COMPLETED if delivered else OrderStatus.FAILED
+        order.status = OrderStatus.COMPLETED if await _delivered(session, order) else OrderStatus.FAILED
     else:
         full = settled == order.total_minor
         order.status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from activities.catalogue import CatalogueActivities
+from activities.esim_alerts import AlertActivities
 from activities.esimgo import SupplierActivities
 from activities.esims import EsimActivities
 from activities.housekeeping import HousekeepingActivities
@@ -48,7 +49,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
     )
     sessions = session_factory(engine)
     catalogue = CatalogueActivities(esimgo, sessions)
-    esims = EsimActivities(sessions)
+    esims = EsimActivities(sessions, esimgo)
     orders = OrderActivities(sessions)
     money = LedgerActivities(sessions)
     supplier = SupplierActivities(
@@ -75,6 +76,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
         window_s=settings.webhook_retry_window_s,
         first_backoff_s=settings.webhook_first_backoff_seconds,
     )
+    alerts = AlertActivities(sessions, notifications, webhooks)
 
     async def close() -> None:
         await esimgo.aclose()
@@ -85,6 +87,10 @@ async def build_activities(settings: Settings) -> ActivitySet:
         main=[
             catalogue.sync,
             esims.apply_usage,
+            esims.expiry_plan,
+            esims.claim_expiry_alert,
+            alerts.send,
+            alerts.resend_unsent,
             orders.create_record,
             orders.set_status,
             orders.store_esims,
@@ -126,6 +132,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
             reconciliation.find_unclaimed_supplier_orders,
             reconciliation.resolve_supplier_order,
             supplier_balance.read_balance,
+            esims.refresh,
         ],
         close=close,
     )

@@ -33,6 +33,7 @@ from activities.contracts import (
     WebhookJob,
     webhook_workflow_id,
 )
+from ttelgo.esim_bundles import alert_details, esims_of
 from ttelgo.low_balance import order_debit_crossing
 from ttelgo.models import DeliveryStatus, Esim, Order, Payment, Refund, Vendor, WebhookDelivery
 from ttelgo.qr import lpa
@@ -188,7 +189,7 @@ async def _event_data(session: AsyncSession, event: EmitWebhook) -> tuple[Vendor
         order = await _get(session, Order, event.order_id)
         data = _order(order)
         if kind == Event.ORDER_COMPLETED:
-            esims = await session.scalars(select(Esim).where(Esim.order_id == order.id).order_by(Esim.iccid))
+            esims = await session.scalars(select(Esim).where(esims_of(order)).order_by(Esim.iccid))
             data["esims"] = [
                 {
                     "iccid": e.iccid,
@@ -236,6 +237,12 @@ async def _event_data(session: AsyncSession, event: EmitWebhook) -> tuple[Vendor
             "currency": crossing.currency,
         }
         vendor_id = crossing.vendor_id
+    elif kind in (Event.ESIM_USAGE_THRESHOLD, Event.ESIM_EXPIRING):
+        found = await alert_details(session, event.alert_id) if event.alert_id else None
+        if found is None:
+            return None
+        order, data = found
+        vendor_id = order.vendor_id
     else:
         raise ApplicationError(f"unknown event type {kind}", type="WEBHOOK_EVENT_UNKNOWN", non_retryable=True)
     if vendor_id is None:

@@ -20,6 +20,7 @@ from api.rate_limits import RateLimitMiddleware
 from api.request_limits import RequestLimitsMiddleware
 from api.routers import (
     admin_customers,
+    admin_esims,
     admin_invoices,
     admin_limits,
     admin_notifications,
@@ -33,12 +34,16 @@ from api.routers import (
     catalogue,
     codec,
     customer_account,
+    esims,
     health,
     meta,
     orders,
+    topups,
     vendor_account,
+    vendor_esims,
     vendor_invoices,
     vendor_orders,
+    vendor_topup_esims,
     vendor_topups,
     vendor_usage,
     vendor_webhooks,
@@ -62,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url and settings.stripe_secret_key
-        app.state.engine = create_engine(settings.database_url)
+        app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         app.state.sessions = session_factory(app.state.engine)
         app.state.catalogue_cache = CatalogueCache(app.state.sessions)
         # Lazy: the API starts (and /readyz explains) even while Temporal is still coming up.
@@ -115,13 +120,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         catalogue.router,
         orders.router,
+        esims.router,
+        topups.router,
         customer_account.router,
         vendor_orders.router,
+        vendor_esims.router,
+        vendor_topup_esims.router,
         vendor_account.router,
         vendor_webhooks.router,
         vendor_topups.router,
         vendor_usage.router,
         admin_orders.router,
+        admin_esims.router,
         admin_vendors.router,
         admin_statements.router,
         admin_customers.router,

@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 from fastapi import Request, Response
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -19,7 +19,8 @@ from api.problems import Outage, outage_of, unavailable
 from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut
 from api.starting import start_with_update
 from ttelgo.errors import AppError
-from ttelgo.models import TERMINAL_ORDER_STATES, Esim, Order, OrderStatus
+from ttelgo.esim_bundles import esims_of
+from ttelgo.models import TERMINAL_ORDER_STATES, Esim, Order, OrderKind, OrderStatus
 from ttelgo.qr import lpa, qr_png
 from workflows.order import UNPAID, Acceptance, OrderProgress, OrderWorkflow, search_attributes
 
@@ -31,6 +32,7 @@ ORDER_IDS = uuid.UUID("8a4f6f0e-3c1d-4b53-9a52-2f0c8f6b1e10")
 # to answer it), and left out when Temporal or the worker cannot answer in time.
 LIVE_PROGRESS_DEADLINE = timedelta(seconds=3)
 CANCEL_DEADLINE = timedelta(seconds=10)  # the cancel update needs a worker too
+TOPPED_UP = (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED)  # a top-up's bundle is on its eSIM
 
 
 def order_id_for(scope: str, idempotency_key: str) -> uuid.UUID:
@@ -67,8 +69,13 @@ def esim_out(esim: Esim, base_path: str) -> EsimOut:
     )
 
 
+def delivered(order: Order) -> ColumnElement[bool]:
+    """The eSIMs an order delivered: its own, or, for a top-up that completed, the eSIM it topped up."""
+    return and_(esims_of(order), literal(order.kind is not OrderKind.TOPUP or order.status in TOPPED_UP))
+
+
 async def order_detail(request: Request, session: AsyncSession, order: Order, base_path: str) -> OrderDetail:
-    esims = await session.scalars(select(Esim).where(Esim.order_id == order.id).order_by(Esim.iccid))
+    esims = await session.scalars(select(Esim).where(delivered(order)).order_by(Esim.iccid))
     return OrderDetail(
         **OrderOut.model_validate(order).model_dump(),
         progress=await live_progress(request, order),
@@ -77,7 +84,7 @@ async def order_detail(request: Request, session: AsyncSession, order: Order, ba
 
 
 async def esim_qr_response(session: AsyncSession, order: Order, iccid: str) -> Response:
-    esim = await session.scalar(select(Esim).where(Esim.order_id == order.id, Esim.iccid == iccid))
+    esim = await session.scalar(select(Esim).where(delivered(order), Esim.iccid == iccid))
     if esim is None:
         raise AppError("ESIM_NOT_FOUND", f"no eSIM {iccid} in order {order.id}")
     png = qr_png(lpa(esim.smdp_address, esim.matching_id))

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.pagination import PageParams
+from api.periods import day_window
 from api.schemas.orders import LedgerEntryOut
 from api.schemas.statements import EntryTypeTotal, StatementEntryOut, StatementOut
 from ttelgo.errors import AppError
@@ -84,16 +85,9 @@ def _period(
         Literal["json", "csv"], Query(description="csv: every entry of the period as a CSV attachment")
     ] = "json",
 ) -> Period:
-    today = datetime.now(UTC).date()
-    for name, day in (("from", from_), ("to", to)):
-        if day is not None and not EARLIEST <= day <= today:
-            raise AppError("VALIDATION_ERROR", f"'{name}' must be a day from {EARLIEST} to today (UTC)")
-    last = to or today
-    first = from_ or max(EARLIEST, last - timedelta(days=DEFAULT_DAYS - 1))
-    if first > last:
-        raise AppError("VALIDATION_ERROR", "'from' is after 'to'")
-    if (last - first).days >= MAX_DAYS:
-        raise AppError("VALIDATION_ERROR", f"a statement covers at most {MAX_DAYS} days")
+    first, last = day_window(
+        from_, to, default_days=DEFAULT_DAYS, max_days=MAX_DAYS, noun="a statement", earliest=EARLIEST
+    )
     return Period(first, last, format)
 
 

@@ -8,28 +8,18 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.periods import day_window
 from api.schemas.usage import UsageReport, UsageRow
-from ttelgo.errors import AppError
 from ttelgo.models import ApiUsageLog
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 92
 
 
-def _window(first: date | None, last: date | None) -> tuple[date, date]:
-    last = last or datetime.now(UTC).date()
-    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
-    if first > last:
-        raise AppError("VALIDATION_ERROR", "'from' is after 'to'")
-    if (last - first).days >= MAX_DAYS:
-        raise AppError("VALIDATION_ERROR", f"a report covers at most {MAX_DAYS} days")
-    return first, last
-
-
 async def usage_report(
     session: AsyncSession, vendor_id: uuid.UUID, first: date | None, last: date | None
 ) -> UsageReport:
-    first, last = _window(first, last)
+    first, last = day_window(first, last, default_days=DEFAULT_DAYS, max_days=MAX_DAYS)
     day = cast(func.timezone("UTC", ApiUsageLog.created_at), Date).label("day")
     status = ApiUsageLog.status_code
     query = (

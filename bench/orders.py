@@ -1,42 +1,43 @@
-"""Benchmark: concurrent vendor orders through the REST API on the full local stack, against a bare
-workflow of three no-op activities on the same Temporal server (the ceiling).
+"""Benchmark: concurrent vendor orders through the REST API on the full local stack, as users run it, against
+a bare workflow of three no-op activities on the same Temporal server (the ceiling) and the supplier's bound.
 
     .venv/bin/python -m bench.orders [--orders 200] [--concurrency 20]
 
-Starts embedded PostgreSQL, the Temporal dev server, the eSIM Go simulator (no faults, no rate limit),
-the worker and the API as separate processes, funds one vendor, then measures request → COMPLETED
-(POST /api/v1/vendor/orders?wait=30 answers 201 once the order is COMPLETED).
+Starts embedded PostgreSQL, the Temporal dev server, the eSIM Go simulator (no faults, but eSIM Go's real
+limit of 10 requests/s), the worker and the API as separate processes, funds one vendor, then measures
+request → COMPLETED (POST /api/v1/vendor/orders?wait=30 answers 201 once the order is COMPLETED). The
+supplier pacing stays at its default (ESIMGO_MAX_REQUESTS_PER_SECOND), so with one supplier call per
+order that pacing is the platform's ceiling whatever else runs: it is printed as the supplier-bound
+reference. Prints the RSS of the API and the worker before and after.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.loadgen import rss_mb
 from bench.noop_workflow import ThreeNoopsWorkflow, noop
-from ttelgo import codec, migrate
+from bench.stack import Stack, api_env, parser
+from ttelgo import codec
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
 from ttelgo.sandbox.esimgo_sim import SimConfig
 from ttelgo.sandbox.esimgo_sim import create_app as create_sim
-from ttelgo.sandbox.postgres import ensure_database, start_postgres
 from ttelgo.sandbox.processes import ManagedProcess, free_port, wait_until
-from ttelgo.sandbox.temporal_server import start_temporal
 from ttelgo.sandbox.threaded_server import serve_in_thread
+from ttelgo.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+SUPPLIER_LIMIT_PER_S = 10  # eSIM Go's, per account
+
 ADMIN = ("bench@example.com", "bench password 123")
 
 
@@ -70,7 +71,9 @@ def report(label: str, n: int, elapsed: float, latencies: list[float], failures:
     return rate
 
 
-async def bench(api: str, temporal: Client, orders: int, concurrency: int) -> None:
+async def bench(
+    api: str, temporal: Client, orders: int, concurrency: int, processes: dict[str, ManagedProcess]
+) -> None:
     async with httpx.AsyncClient(base_url=api, timeout=60) as http:
         login = await http.post("/api/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
         admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
@@ -103,7 +106,9 @@ async def bench(api: str, temporal: Client, orders: int, concurrency: int) -> No
             return response.status_code == 201 and response.json()["status"] == "COMPLETED"
 
         await measure(10, 5, order)  # warm-up: connections, caches, workflow cache
+        print_rss("before", processes)
         orders_result = await measure(orders, concurrency, order)
+        print_rss("after", processes)
 
     async with Worker(temporal, task_queue="bench-noop", workflows=[ThreeNoopsWorkflow], activities=[noop]):
 
@@ -118,43 +123,40 @@ async def bench(api: str, temporal: Client, orders: int, concurrency: int) -> No
 
     ordered = report("vendor orders (REST → COMPLETED)", orders, *orders_result)
     ceiling = report("bare workflow, 3 no-op activities", orders, *bare_result)
+    pacing = Settings.model_fields["esimgo_max_requests_per_second"].default
+    supplier_bound = min(pacing, SUPPLIER_LIMIT_PER_S)
     print(f"\nratio orders / bare ceiling: {ordered / ceiling:.2f}")
+    print(
+        f"supplier-bound reference: {supplier_bound:.0f} orders/s (one supplier call per order, paced at "
+        f"{pacing:g}/s under eSIM Go's {SUPPLIER_LIMIT_PER_S}/s); ratio orders / that bound: "
+        f"{ordered / supplier_bound:.2f}"
+    )
+
+
+def print_rss(when: str, processes: dict[str, ManagedProcess]) -> None:
+    print(", ".join(f"{name} RSS {when}: {rss_mb(p.pid):.0f} MB" for name, p in processes.items()))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=20)
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="ttelgo-bench-"))
-    ports = {name: free_port() for name in ("pg", "temporal", "ui", "api", "metrics")}
-    database_url = f"postgresql+asyncpg://postgres@127.0.0.1:{ports['pg']}/ttelgo"
-    processes: list[ManagedProcess] = []
-    try:
-        processes.append(start_postgres(work / "pg", ports["pg"], work / "postgres.log"))
-        asyncio.run(ensure_database(ports["pg"], "ttelgo"))
-        migrate.upgrade(database_url)
-        processes.append(
-            start_temporal(work / "temporal", ports["temporal"], ports["ui"], work / "temporal.log")
-        )
+    cli = parser(__doc__, concurrency=20)
+    cli.add_argument("--orders", type=int, default=200)
+    args = cli.parse_args()
+    with Stack() as stack:
+        database_url = stack.postgres()
+        temporal_port, _ = stack.temporal()
         payload_keys = codec.new_key_spec("bench")  # encrypted payloads, as users run it
-        with serve_in_thread(create_sim(SimConfig(api_key="bench-key", rate_limit_per_second=0))) as sim:
-            env = {
-                **os.environ,
-                "DATABASE_URL": database_url,
-                "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
-                "ESIMGO_API_URL": f"{sim}/v2.4",
-                "ESIMGO_API_KEY": "bench-key",
-                "JWT_SECRET": "bench-secret",
-                "ESIMGO_MAX_REQUESTS_PER_SECOND": "0",
-                "WORKER_METRICS_PORT": str(ports["metrics"]),
-                "LOG_LEVEL": "WARNING",
-                "TEMPORAL_PAYLOAD_KEYS": payload_keys,
-                "RATE_LIMIT_ENABLED": "false",  # one API key at hundreds of orders a second
-            }
+        sim_config = SimConfig(api_key="bench-key", rate_limit_per_second=SUPPLIER_LIMIT_PER_S)
+        with serve_in_thread(create_sim(sim_config)) as sim:
+            env = api_env(
+                database_url,
+                temporal_port,
+                ESIMGO_API_URL=f"{sim}/v2.4",
+                ESIMGO_API_KEY="bench-key",
+                WORKER_METRICS_PORT=str(free_port()),
+                TEMPORAL_PAYLOAD_KEYS=payload_keys,
+                # The per-vendor default (300/minute) would bound this one key, not the platform.
+                RATE_LIMIT_ENABLED="false",
+            )
 
             async def seed() -> None:
                 engine = create_engine(database_url, pool_size=1)
@@ -163,29 +165,8 @@ def main() -> None:
                 await engine.dispose()
 
             asyncio.run(seed())
-            worker = ManagedProcess(
-                "worker", [sys.executable, "worker.py"], work / "worker.log", env, ROOT
-            ).start()
-            processes.append(worker)
-            api = ManagedProcess(
-                "api",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "api.app:create_app",
-                    "--factory",
-                    "--port",
-                    str(ports["api"]),
-                    "--no-access-log",
-                ],
-                work / "api.log",
-                env,
-                ROOT,
-            ).start()
-            processes.append(api)
-            base = f"http://127.0.0.1:{ports['api']}"
-            wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60, "waiting for the API", api)
+            worker = stack.start("worker", [sys.executable, "worker.py"], env)
+            base, api = stack.api("api", env)
             # The worker copies the catalogue at start-up; orders need it.
             wait_until(
                 lambda: httpx.get(f"{base}/api/v1/catalogue/bundles/esim_1GB_7D_FR_V2").status_code == 200,
@@ -196,14 +177,11 @@ def main() -> None:
 
             async def run() -> None:
                 temporal = await Client.connect(
-                    f"127.0.0.1:{ports['temporal']}", data_converter=codec.data_converter(payload_keys)
+                    f"127.0.0.1:{temporal_port}", data_converter=codec.data_converter(payload_keys)
                 )
-                await bench(base, temporal, args.orders, args.concurrency)
+                await bench(base, temporal, args.orders, args.concurrency, {"API": api, "worker": worker})
 
             asyncio.run(run())
-    finally:
-        for process in reversed(processes):
-            process.stop()
 
 
 if __name__ == "__main__":

@@ -10,23 +10,17 @@ load, so every request is counted and none refused.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 import httpx
 
 from bench.loadgen import LoadResult, run_load
-from ttelgo import migrate
+from bench.stack import Stack, api_env, parser, wait_ready
 from ttelgo.admins import ensure_admin
 from ttelgo.db import create_engine, session_factory
-from ttelgo.sandbox.postgres import ensure_database, start_postgres
-from ttelgo.sandbox.processes import ManagedProcess, free_port, wait_until
+from ttelgo.sandbox.processes import ManagedProcess, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 ADMIN = ("bench@example.com", "bench admin password")
 UNREACHED = "1000000000/minute"
 
@@ -54,47 +48,35 @@ async def seed(database_url: str, api: str) -> str:
         return str(key.json()["key"])
 
 
-def api_process(name: str, port: int, env: dict[str, str], work: Path) -> ManagedProcess:
-    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning"]
-    return ManagedProcess(name, command, work / f"{name}.log", env, ROOT).start()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="ttelgo-bench-"))
-    pg_port = free_port()
-    database_url = f"postgresql+asyncpg://postgres@127.0.0.1:{pg_port}/ttelgo"
-    postgres = start_postgres(work / "pg", pg_port, work / "postgres.log")
-    apis: dict[str, tuple[str, ManagedProcess]] = {}
-    try:
-        asyncio.run(ensure_database(pg_port, "ttelgo"))
-        migrate.upgrade(database_url)
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "JWT_SECRET": "bench-secret",
-            "LOG_LEVEL": "WARNING",
-            "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # never reached: these routes need no Temporal
-        }
+    cli = parser(__doc__, concurrency=16, rounds=2)
+    cli.add_argument("--seconds", type=float, default=8)
+    args = cli.parse_args()
+    with Stack() as stack:
+        env = api_env(stack.postgres())
         limits_on = {
             "RATE_LIMIT_ENABLED": "true",
             **{f"RATE_LIMIT_{p}": UNREACHED for p in ("VENDOR", "USER", "ANONYMOUS", "AUTH")},
         }
+        apis: dict[str, tuple[str, ManagedProcess]] = {}
         for label, extra in (("limits off", {"RATE_LIMIT_ENABLED": "false"}), ("limits on", limits_on)):
             port = free_port()
-            process = api_process(label.replace(" ", "-"), port, {**env, **extra}, work)
+            name = label.replace(" ", "-")
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--port",
+                str(port),
+            ]
+            command += ["--no-access-log", "--log-level", "warning"]
+            process = stack.start(name, command, {**env, **extra})
             base = f"http://127.0.0.1:{port}"
-            wait_until(lambda b=base: httpx.get(f"{b}/healthz").status_code == 200, 30, "the API", process)
+            wait_ready(base, process, "/healthz")
             apis[label] = (base, process)
-        key = asyncio.run(seed(database_url, apis["limits off"][0]))
+        key = asyncio.run(seed(env["DATABASE_URL"], apis["limits off"][0]))
 
         routes = {
             "GET /api/v1/errors": ("/api/v1/errors", {}),
@@ -123,10 +105,6 @@ def main() -> None:
                 f"on {on.rps:.0f} req/s (p50 {on.p50_ms:.2f} ms); ratio {on.rps / off.rps:.2f}, "
                 f"about {added_ms:.2f} ms added per request at {args.concurrency} concurrent\n"
             )
-    finally:
-        for _, process in apis.values():
-            process.stop()
-        postgres.stop()
 
 
 if __name__ == "__main__":

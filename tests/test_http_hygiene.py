@@ -275,6 +275,8 @@ async def test_cors_is_off_without_an_allow_list(client: httpx.AsyncClient) -> N
 CREATING_OPERATIONS = {
     ("post", "/api/v1/orders"),
     ("post", "/api/v1/vendor/orders"),
+    ("post", "/api/v1/esims/{iccid}/topups"),
+    ("post", "/api/v1/vendor/esims/{iccid}/topups"),
     ("post", "/api/v1/vendor/orders/{order_id}/refund"),
     ("post", "/api/v1/vendor/wallet/topup/intents"),
     ("post", "/api/v1/admin/orders/{order_id}/refund"),

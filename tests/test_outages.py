@@ -38,7 +38,7 @@ from ttelgo.db import session_factory
 from ttelgo.models import Order
 from ttelgo.order_invariants import check_order_invariants
 from ttelgo.sandbox.processes import free_port
-from ttelgo.sandbox.temporal_server import temporal_cli
+from ttelgo.sandbox.temporal_server import WAL_PRAGMAS, temporal_cli
 from ttelgo.settings import SEARCH_ATTRIBUTES
 
 PROBLEM_JSON = "application/problem+json"
@@ -218,7 +218,13 @@ async def own_temporal(port: int, db_file: Path) -> WorkflowEnvironment:
         data_converter=TEST_DATA_CONVERTER,
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
         ui=False,
-        dev_server_extra_args=["--db-filename", str(db_file), "--metrics-port", str(free_port())],
+        dev_server_extra_args=[
+            "--db-filename",
+            str(db_file),
+            "--metrics-port",
+            str(free_port()),
+            *WAL_PRAGMAS,  # as the dev stack runs it
+        ],
     )
 
 

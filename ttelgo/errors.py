@@ -71,6 +71,8 @@ _SPECS = [
     ErrorSpec(5001, "VENDOR_NOT_APPROVED", 403, "The vendor is not approved"),
     ErrorSpec(5002, "VENDOR_SUSPENDED", 403, "The vendor is suspended"),
     ErrorSpec(5003, "VENDOR_ALREADY_EXISTS", 409, "A vendor with this e-mail exists"),
+    ErrorSpec(5010, "NOT_DEACTIVATED", 409, "Only a deactivated vendor or account can be reactivated"),
+    ErrorSpec(5011, "INVOICE_PAYMENT_IN_USE", 409, "The debit would take back money that paid an invoice"),
     # order
     ErrorSpec(6000, "ORDER_NOT_FOUND", 404, "Order not found"),
     ErrorSpec(6001, "ORDER_INVALID_STATE", 409, "The order cannot do this in its current state"),
@@ -83,6 +85,8 @@ _SPECS = [
     # esim
     ErrorSpec(8000, "ESIM_NOT_FOUND", 404, "eSIM not found"),
     ErrorSpec(8001, "ESIM_ALREADY_USED", 409, "The eSIM has been used"),
+    ErrorSpec(8010, "TOPUP_BUNDLE_INCOMPATIBLE", 422, "The bundle does not fit this eSIM's coverage"),
+    ErrorSpec(8011, "ESIM_NOT_TOPUPABLE", 409, "The eSIM's profile cannot take another bundle"),
     # bundle
     ErrorSpec(9000, "BUNDLE_NOT_FOUND", 404, "Bundle not found"),
     ErrorSpec(9001, "BUNDLE_UNKNOWN", 422, "Unknown bundle"),

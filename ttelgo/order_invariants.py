@@ -1,7 +1,7 @@
 """Whole-order checks, beside the ledger's: what a finished order promises its buyer.
 
-- COMPLETED (or partly refunded) means delivered: exactly `quantity` eSIMs of its own; no order holds
-  some but not all of its eSIMs.
+- COMPLETED (or partly refunded) means delivered: exactly `quantity` eSIMs of its own (a top-up: the
+  eSIM it topped up, and none of its own); no order holds some but not all of its eSIMs.
 - A card order that was paid has a payment Stripe confirmed, and one that failed after payment gave the
   money back, unless Stripe refused (REFUND_FAILED, which an admin then refunds).
 - Refunds add up: an order's refunded amount is what its refunds reserved or returned (or, for an
@@ -20,6 +20,8 @@ _RULES: dict[str, str] = {
     "eSIMs delivered": """
         SELECT o.id, o.status, o.quantity, count(e.id)
         FROM orders o LEFT JOIN esims e ON e.order_id = o.id
+            -- a top-up delivers onto the eSIM it names, which belongs to an earlier order
+            OR (o.kind = 'TOPUP' AND o.status IN ('COMPLETED', 'PARTIALLY_REFUNDED') AND e.iccid = o.target_iccid)
         GROUP BY o.id
         HAVING (o.status IN ('COMPLETED', 'PARTIALLY_REFUNDED') AND count(e.id) <> o.quantity)
             OR count(e.id) NOT IN (0, o.quantity)

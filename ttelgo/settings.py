@@ -203,6 +203,17 @@ class Settings(BaseSettings):
     # date (the vendor's payment_terms_days after issue) cannot place new orders until it is settled.
     invoice_grace_days: int = Field(default=7, ge=0)
 
+    # eSIM read models (api/esim_views.py): a detail read whose copy was read from eSIM Go more than
+    # ESIM_FRESHNESS_SECONDS ago reads it again (one EsimRefresh workflow per ICCID, on the supplier queue)
+    # and waits up to ESIM_REFRESH_WAIT_SECONDS for it; past that (supplier down) the stored copy answers.
+    esim_freshness_seconds: int = Field(default=60, ge=1)
+    esim_refresh_wait_seconds: float = Field(default=3, gt=0, le=30)
+
+    # The API's PostgreSQL pool (ttelgo.db): DB_POOL_SIZE connections kept open, as many again for bursts.
+    # Size it to the concurrent requests one process serves: a connection opened past the pool is closed
+    # again on return, and opening one costs more than most requests.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+
     data_dir: Path = Field(default=Path(".ttelgo"), alias="TTELGO_DATA_DIR")
     log_level: str = "INFO"
 

@@ -1,5 +1,6 @@
-"""Housekeeping: delete what has outlived its use, chore by chore, in bounded batches. The Temporal
-Schedule `housekeeping` runs it hourly; each run, with what it deleted, is visible in the Temporal UI."""
+"""Housekeeping: delete what has outlived its use, chore by chore, in bounded batches, then send the usage
+alerts whose claiming run died before sending them. The Temporal Schedule `housekeeping` runs it hourly;
+each run, with what it deleted and sent, is visible in the Temporal UI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import PRUNE, PruneBatch, Pruned
+    from activities.contracts import (
+        ALERT_RESEND_PATCH,
+        PRUNE,
+        RESEND_ALERTS,
+        PruneBatch,
+        Pruned,
+        UnsentAlerts,
+    )
     from ttelgo.housekeeping import Chore
 
 SCHEDULE_ID = "housekeeping"
@@ -19,6 +27,10 @@ MAX_BATCHES_PER_CHORE = 50  # a run's history stays small; what is left waits fo
 # Expired rows still answer a late caller for a day (a replayed key, a reused refresh token is told apart
 # from an unknown one) before they go.
 EXPIRED_GRACE = timedelta(days=1)
+# A usage alert is sent by the run that claimed it within seconds; one unsent after this, that run died
+# (or gave up) first, and is sent here.
+ALERT_SEND_GRACE = timedelta(minutes=10)
+ALERTS_PER_BATCH = 100  # each one queued and its delivery started: far slower than a deleted row
 
 
 class HousekeepingInput(BaseModel):
@@ -33,6 +45,7 @@ class HousekeepingResult(BaseModel):
     deleted: dict[Chore, int]
     batches: int
     finished: bool  # False when a chore needed more than MAX_BATCHES_PER_CHORE: the next run goes on
+    alerts_resent: int = 0  # usage alerts sent for a run that died before sending them
 
 
 def cutoffs(request: HousekeepingInput, now: datetime) -> dict[Chore, datetime]:
@@ -71,4 +84,24 @@ class HousekeepingWorkflow:
                     break
             else:
                 result.finished = False
+        if workflow.patched(ALERT_RESEND_PATCH):
+            await self._resend_alerts(request, result)
         return result
+
+    async def _resend_alerts(self, request: HousekeepingInput, result: HousekeepingResult) -> None:
+        limit = min(request.batch_size, ALERTS_PER_BATCH)
+        batch = UnsentAlerts(claimed_before=workflow.now() - ALERT_SEND_GRACE, limit=limit)
+        for _ in range(MAX_BATCHES_PER_CHORE):
+            sent: int = await workflow.execute_activity(
+                RESEND_ALERTS,
+                batch,
+                result_type=int,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5)
+                ),
+            )
+            result.alerts_resent += sent
+            if sent < limit:
+                return
+        result.finished = False

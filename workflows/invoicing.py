@@ -24,11 +24,19 @@ with workflow.unsafe.imports_passed_through():
         IssueInvoice,
     )
     from ttelgo.invoicing import month_before
+    from ttelgo.months import MONTH_PATTERN
 
 SCHEDULE_ID = "invoicing"
 WORKFLOW_ID = "invoicing"
 RETRIES = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))
-STEP = {"start_to_close_timeout": timedelta(minutes=2), "retry_policy": RETRIES}
+# A vendor's invoice takes well under a second, a large vendor's month longer: each step may take 2 minutes,
+# and heartbeats while it runs, so a worker that died mid-step is given up on after 10 s (replay ignores
+# activity options: older histories still replay).
+STEP = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "heartbeat_timeout": timedelta(seconds=10),
+    "retry_policy": RETRIES,
+}
 
 
 def on_demand_workflow_id(vendor_id: uuid.UUID, period: str) -> str:
@@ -38,7 +46,7 @@ def on_demand_workflow_id(vendor_id: uuid.UUID, period: str) -> str:
 class InvoicingInput(BaseModel):
     """`period` None: the month before the run started (scheduled runs); `vendor_id` None: every vendor."""
 
-    period: str | None = Field(default=None, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    period: str | None = Field(default=None, pattern=MONTH_PATTERN)
     vendor_id: uuid.UUID | None = None
 
 

@@ -3,7 +3,8 @@
 Reserve the amount against the order (refused → the API answers 409) → wallet orders: credit the wallet
 once; card orders: a Stripe refund, followed to its final state by webhook or by reading it back →
 SUCCEEDED (order REFUNDED or PARTIALLY_REFUNDED) or FAILED (the reservation released) → when the order
-is now fully refunded, revoke its bundles at eSIM Go (refunding our supplier balance where unused). A
+is now fully refunded, revoke its bundles at eSIM Go (refunding our supplier balance where unused; a
+top-up: its one bundle, the eSIM stays). A
 card refund that fails after succeeding is reversed in our records while the workflow still watches it.
 """
 
@@ -24,10 +25,12 @@ with workflow.unsafe.imports_passed_through():
         NOTIFICATION_PATCH,
         ORDER_REFUNDED_PATCH,
         READ_CARD_REFUND,
+        RELEASE_SUPPLIER_ORDER,
         RESERVE_REFUND,
         REVOKE_BUNDLES,
         SETTLE_REFUND,
         SUPPLIER_COST_PATCH,
+        TOPUP_REFUND_PATCH,
         CardRefund,
         MailTemplate,
         Notify,
@@ -38,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         RevokeBundle,
         SupplierCredit,
     )
-    from ttelgo.models.orders import Channel, PaymentPurpose, RefundStatus
+    from ttelgo.models.orders import Channel, OrderKind, PaymentPurpose, RefundStatus
     from ttelgo.payments import PaymentEvent, RefundRef
     from workflows.notification import notify
     from workflows.order import SUPPLIER_RETRIES, failure_reason
@@ -119,19 +122,22 @@ class RefundWorkflow:
             await notify(Notify(template=MailTemplate.REFUND_SUCCEEDED, refund_id=refund.refund_id))
         if self._progress.state is RefundState.SUCCEEDED:
             # Money first, bundles after: a supplier problem never keeps a customer's money.
-            await self._revoke(to_revoke)
+            await self._revoke(to_revoke, plan.kind)
             if plan.channel is Channel.B2C:
                 await self._watch()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
 
-    async def _revoke(self, bundles: list[RevokeBundle]) -> None:
+    async def _revoke(self, bundles: list[RevokeBundle], kind: OrderKind) -> None:
         if not bundles:
             return
+        # A top-up's bundle sits on an eSIM an earlier order sold, beside bundles of the same name: it goes
+        # back the way a failed top-up's does (counted against our records, so never twice), eSIM kept.
+        topup = kind is OrderKind.TOPUP and workflow.patched(TOPUP_REFUND_PATCH)
         try:
             revoked: int = await workflow.execute_activity(
-                REVOKE_BUNDLES,
-                bundles,
+                RELEASE_SUPPLIER_ORDER if topup else REVOKE_BUNDLES,
+                self._refund.order_id if topup else bundles,
                 result_type=int,
                 task_queue=self._refund.supplier_task_queue,
                 start_to_close_timeout=timedelta(seconds=60),

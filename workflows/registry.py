@@ -1,6 +1,8 @@
 """Every workflow type the worker runs."""
 
 from workflows.catalogue_sync import CatalogueSyncWorkflow
+from workflows.esim_expiry import EsimExpiryWorkflow
+from workflows.esim_refresh import EsimRefreshWorkflow
 from workflows.esim_usage import EsimUsageWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.invoicing import InvoicingWorkflow
@@ -14,6 +16,8 @@ from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 WORKFLOWS: list[type] = [
     CatalogueSyncWorkflow,
+    EsimExpiryWorkflow,
+    EsimRefreshWorkflow,
     EsimUsageWorkflow,
     HousekeepingWorkflow,
     InvoicingWorkflow,

@@ -47,18 +47,22 @@ async def emit_webhook(
     order_id: object = None,
     refund_id: object = None,
     topup_id: object = None,
+    alert_id: object = None,
+    subject: str | None = None,
 ) -> None:
-    """Emits a vendor event from the calling workflow, once per run and type, behind the
-    `vendor-webhooks` patch (histories recorded before webhooks existed emit nothing). A vendor's webhook
-    never holds up or fails the caller: a step that cannot be done in minutes is logged and given up."""
+    """Emits a vendor event from the calling workflow, once per run and type (or per `subject`, when a run
+    emits several events of one type), behind the `vendor-webhooks` patch (histories recorded before
+    webhooks existed emit nothing). A vendor's webhook never holds up or fails the caller: a step that
+    cannot be done in minutes is logged and given up."""
     if not workflow.patched(WEBHOOK_PATCH):
         return
     event = EmitWebhook(
         event_type=event_type,
-        event_id=webhook_event_id(workflow.info().workflow_id, event_type),
+        event_id=webhook_event_id(subject or workflow.info().workflow_id, event_type),
         order_id=order_id,
         refund_id=refund_id,
         topup_id=topup_id,
+        alert_id=alert_id,
     )
     try:
         await workflow.execute_local_activity(

@@ -1,5 +1,5 @@
 """Admin: every vendor's POSTPAID invoices; issue one vendor's invoice for a month now (the `invoicing`
-Schedule does every vendor monthly); settle an invoice. Both actions are audited."""
+Schedule does every vendor monthly); settle an invoice paid outside the product. Both are audited."""
 
 from __future__ import annotations
 
@@ -129,7 +129,8 @@ async def get_document(
 @router.post(
     "/{invoice_id}/settle",
     response_model=InvoiceDetail,
-    summary="Mark an invoice PAID (audited); a paid one is answered unchanged",
+    summary="Settle an invoice paid outside the product (a bank transfer): an adjustment credit for what "
+    "the vendor's payments do not cover yet, then PAID (audited); a paid one is answered unchanged",
     responses={
         404: {"description": "INVOICE_NOT_FOUND"},
         409: {"description": "CONFLICT: the invoice is void"},
@@ -138,12 +139,11 @@ async def get_document(
 async def settle(
     request: Request, invoice_id: uuid.UUID, admin: Admin, session: Session, body: InvoiceSettle | None = None
 ) -> InvoiceDetail:
-    async with session.begin():
-        invoice = await invoicing.settle(
-            session,
-            invoice_id,
-            actor=admin.actor,
-            reason=body and body.reason,
-            request_id=request_id(request),
-        )
-    return await invoice_detail(session, invoice)
+    await invoicing.settle_by_hand(
+        request.app.state.sessions,
+        invoice_id,
+        actor=admin.actor,
+        reason=body and body.reason,
+        request_id=request_id(request),
+    )
+    return await invoice_detail(session, await get_invoice(session, invoice_id, None))

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.contracts import OrderInput
 from api.deps import Admin, AdminCaller, Session, request_id
 from api.idempotency import idempotent
-from api.order_views import cancel_unpaid, esim_out, esim_qr_response
+from api.order_views import cancel_unpaid, delivered, esim_out, esim_qr_response
 from api.pagination import Page, Paging
 from api.refunds import request_refund
 from api.schemas.admin_orders import (
@@ -37,7 +37,7 @@ from api.schemas.admin_orders import (
 from api.timeline import database_entries, workflow_entries
 from ttelgo.audit import audited, record_action
 from ttelgo.errors import AppError
-from ttelgo.models import AuditLog, Channel, Esim, Order, OrderStatus, Payment, Refund, User
+from ttelgo.models import AuditLog, Channel, Esim, Order, OrderKind, OrderStatus, Payment, Refund, User
 from workflows.order import (
     OperatorDecision,
     OrderWorkflow,
@@ -116,6 +116,7 @@ async def list_orders(
     paging: Paging,
     status: OrderStatus | None = None,
     channel: Channel | None = None,
+    kind: OrderKind | None = None,
     vendor_id: uuid.UUID | None = None,
     customer_email: Annotated[str | None, Query(max_length=320, description="exact, any case")] = None,
     created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
@@ -126,6 +127,8 @@ async def list_orders(
         query = query.where(Order.status == status)
     if channel:
         query = query.where(Order.channel == channel)
+    if kind:
+        query = query.where(Order.kind == kind)
     if vendor_id:
         query = query.where(Order.vendor_id == vendor_id)
     if customer_email:
@@ -143,7 +146,7 @@ async def get_order(
     request: Request, order_id: uuid.UUID, admin: Admin, session: Session
 ) -> AdminOrderDetail:
     order = await _order(session, order_id)
-    esims = list(await session.scalars(select(Esim).where(Esim.order_id == order_id).order_by(Esim.iccid)))
+    esims = list(await session.scalars(select(Esim).where(delivered(order)).order_by(Esim.iccid)))
     payments = list(await session.scalars(select(Payment).where(Payment.order_id == order_id)))
     refunds = list(
         await session.scalars(select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at))

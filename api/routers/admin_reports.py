@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from api.deps import Admin, Session
+from api.periods import instant_window
 from api.schemas.reports import MarginReportOut, MarginRow
-from ttelgo.errors import AppError
 from ttelgo.ledger.margin import GroupBy, MarginLine, margin_report
 
 router = APIRouter(prefix="/api/v1/admin/reports", tags=["admin: reports"])
@@ -46,15 +46,7 @@ async def margin(
     to: Annotated[AwareDatetime | None, Query(description="exclusive; default: now")] = None,
     group_by: GroupBy = GroupBy.CHANNEL,
 ) -> MarginReportOut:
-    end = to or datetime.now(UTC)
-    try:
-        start = from_ or end - DEFAULT_PERIOD
-    except OverflowError:  # a 'to' within 30 days of year 1
-        raise AppError("VALIDATION_ERROR", "'to' is too early for the default period; give 'from'") from None
-    if start >= end:
-        raise AppError("VALIDATION_ERROR", "'from' must be before 'to'")
-    if end - start > MAX_PERIOD:
-        raise AppError("VALIDATION_ERROR", f"a report covers at most {MAX_PERIOD.days} days")
+    start, end = instant_window(from_, to, default=DEFAULT_PERIOD, maximum=MAX_PERIOD)
     report = await margin_report(session, start, end, group_by)
     return MarginReportOut(
         from_=start,

@@ -1,4 +1,5 @@
-"""Admin: onboard and manage vendors — status, billing terms, markup, balance adjustments, API keys, team."""
+"""Admin: onboard and manage vendors — status, billing terms, markup, balance adjustments, API keys, team;
+deactivation and reactivation (keys and sessions revoked at deactivation stay revoked: ttelgo.deactivation)."""
 
 from __future__ import annotations
 
@@ -31,17 +32,26 @@ from api.schemas.vendors import (
     WalletOut,
 )
 from api.schemas.webhooks import WebhookDeliveryOut
-from ttelgo import ledger, vendors
-from ttelgo.audit import record_action
-from ttelgo.deactivation import deactivate_account, live_member
+from ttelgo import invoicing, ledger, vendors
+from ttelgo.audit_first import audited_transfer
+from ttelgo.deactivation import (
+    any_member,
+    any_vendor,
+    deactivate_account,
+    live_member,
+    reactivate_account,
+    reactivate_vendor,
+)
 from ttelgo.errors import AppError
 from ttelgo.models import (
     AccountKind,
     ApiKey,
     DeliveryStatus,
     LedgerEntryType,
+    Transfer,
     Vendor,
     VendorStatus,
+    VendorUser,
     VendorUserRole,
 )
 from ttelgo.webhooks import WebhookEventType
@@ -57,11 +67,22 @@ async def _detail(session: Session, vendor: Vendor) -> VendorDetail:
     return VendorDetail(**VendorOut.model_validate(vendor).model_dump(), wallet=WalletOut(**wallet.__dict__))
 
 
+Deactivated = Annotated[bool, Query(description="list the deactivated ones instead")]
+
+
 @router.get("", response_model=Page[VendorOut], summary="List vendors, newest first")
 async def list_vendors(
-    _: Admin, session: Session, paging: Paging, status: Annotated[VendorStatus | None, Query()] = None
+    _: Admin,
+    session: Session,
+    paging: Paging,
+    status: Annotated[VendorStatus | None, Query()] = None,
+    deactivated: Deactivated = False,
 ) -> Page[VendorOut]:
-    query = select(Vendor).where(Vendor.deleted_at.is_(None)).order_by(Vendor.created_at.desc(), Vendor.id)
+    query = (
+        select(Vendor)
+        .where(Vendor.deleted_at.is_not(None) if deactivated else Vendor.deleted_at.is_(None))
+        .order_by(Vendor.created_at.desc(), Vendor.id)
+    )
     if status:
         query = query.where(Vendor.status == status)
     return await paging.fetch_page(session, query, VendorOut)
@@ -192,6 +213,23 @@ async def deactivate(
     return Response(status_code=204)
 
 
+@router.post(
+    "/{vendor_id}/reactivate",
+    response_model=VendorDetail,
+    summary="Reactivate a deactivated vendor and the team deactivated with it; its old API keys and "
+    "sessions stay revoked (409 NOT_DEACTIVATED for a live vendor)",
+)
+async def reactivate(
+    request: Request, vendor_id: uuid.UUID, admin: Admin, session: Session, body: Reason | None = None
+) -> VendorDetail:
+    async with session.begin():
+        vendor = await any_vendor(session, vendor_id)
+        await reactivate_vendor(
+            session, vendor, actor=admin.actor, reason=body and body.reason, request_id=request_id(request)
+        )
+    return await _detail(session, vendor)
+
+
 @router.patch("/{vendor_id}/billing", response_model=VendorDetail, summary="Billing mode and credit limit")
 async def update_billing(
     request: Request, vendor_id: uuid.UUID, body: BillingUpdate, admin: Admin, session: Session
@@ -245,44 +283,61 @@ async def update_low_balance(
 @router.post(
     "/{vendor_id}/adjust-balance",
     response_model=VendorDetail,
-    summary="Credit or debit the wallet by hand (an adjustment transfer plus an audit row)",
+    summary="Credit or debit the wallet by hand (an adjustment transfer plus an audit row, written just "
+    "before it); a debit that would take back money an invoice was paid with is refused",
+    responses={409: {"description": "INVOICE_PAYMENT_IN_USE: the debit would leave a PAID invoice unpaid"}},
 )
 async def adjust_balance(
     request: Request, vendor_id: uuid.UUID, body: BalanceAdjustment, admin: Admin
 ) -> Response:
     async def handle() -> Response:
-        async with request.app.state.sessions() as session, session.begin():
+        sessions = request.app.state.sessions
+        async with sessions() as session, session.begin():
             vendor = await vendors.get_vendor(session, vendor_id)
             wallet = await ledger.vendor_wallet(session, vendor.id, vendor.currency)
             platform = await ledger.platform_account(session, AccountKind.ADJUSTMENTS, vendor.currency)
         # The transfer id derives from the idempotency key, so a retry after a crash cannot adjust twice.
         key = hashlib.sha256(request.headers["Idempotency-Key"].encode()).hexdigest()[:32]
+        transfer_id = f"adjust:{vendor.id}:{key}"
         credit = body.amount_minor > 0
-        # A debit below the wallet's floor raises InsufficientFunds, an AppError: refused (402), not forced.
-        transfer = await ledger.create_transfer(
-            request.app.state.sessions,
-            ledger.TransferSpec(
-                id=f"adjust:{vendor.id}:{key}",
-                debit_account_id=platform.id if credit else wallet.id,
-                credit_account_id=wallet.id if credit else platform.id,
-                amount_minor=abs(body.amount_minor),
-                currency=vendor.currency,
-                code="adjustment",
-                entry_type=LedgerEntryType.ADJUSTMENT,
-                memo=body.reason[:500],
-            ),
-        )
-        async with request.app.state.sessions() as session, session.begin():
-            record_action(
-                session,
+        # The vendor's invoice lock is held until the transfer has committed and what it pays is settled.
+        async with sessions() as session, session.begin():
+            await invoicing.lock_vendor(session, vendor.id)
+            # PAID is final: money an invoice was paid with is not taken back (a retry of a debit that
+            # went through is a replay, not a second debit)
+            if not credit and await session.get(Transfer, transfer_id) is None:
+                await invoicing.refuse_uncovering_debit(
+                    session, vendor.id, vendor.currency, -body.amount_minor
+                )
+            async with audited_transfer(
+                sessions,
+                transfer_id,
                 actor=admin.actor,
                 action="vendor.adjust_balance",
                 target_type="vendor",
                 target_id=vendor.id,
-                after={"amount_minor": body.amount_minor, "transfer_id": transfer.id},
+                after={"amount_minor": body.amount_minor},
                 reason=body.reason,
                 request_id=request_id(request),
-            )
+            ):
+                # A debit below the wallet's floor raises InsufficientFunds, an AppError: refused (402).
+                await ledger.create_transfer(
+                    sessions,
+                    ledger.TransferSpec(
+                        id=transfer_id,
+                        debit_account_id=platform.id if credit else wallet.id,
+                        credit_account_id=wallet.id if credit else platform.id,
+                        amount_minor=abs(body.amount_minor),
+                        currency=vendor.currency,
+                        code="adjustment",
+                        entry_type=LedgerEntryType.ADJUSTMENT,
+                        memo=body.reason[:500],
+                    ),
+                )
+            if credit:  # money in may pay the vendor's invoices (see ttelgo.invoicing)
+                await invoicing.settle_covered(
+                    session, vendor.id, paid_by=transfer_id, actor=admin.actor, request_id=request_id(request)
+                )
             detail = await _detail(session, vendor)
         return JSONResponse(detail.model_dump(mode="json"))
 
@@ -349,6 +404,46 @@ async def add_member(
             role=body.role,
             actor=admin.actor,
             request_id=request_id(request),
+        )
+    return MemberOut.model_validate(member)
+
+
+@router.get(
+    "/{vendor_id}/users",
+    response_model=Page[MemberOut],
+    summary="The vendor's team members, oldest first",
+)
+async def list_members(
+    vendor_id: uuid.UUID, _: Admin, session: Session, paging: Paging, deactivated: Deactivated = False
+) -> Page[MemberOut]:
+    await vendors.get_vendor(session, vendor_id)
+    query = (
+        select(VendorUser)
+        .where(VendorUser.vendor_id == vendor_id)
+        .where(VendorUser.deleted_at.is_not(None) if deactivated else VendorUser.deleted_at.is_(None))
+        .order_by(VendorUser.created_at, VendorUser.id)
+    )
+    return await paging.fetch_page(session, query, MemberOut)
+
+
+@router.post(
+    "/{vendor_id}/users/{member_id}/reactivate",
+    response_model=MemberOut,
+    summary="Reactivate a team member: logins work again, old sessions stay ended",
+)
+async def reactivate_member(
+    request: Request,
+    vendor_id: uuid.UUID,
+    member_id: uuid.UUID,
+    admin: Admin,
+    session: Session,
+    body: Reason | None = None,
+) -> MemberOut:
+    async with session.begin():
+        await vendors.get_vendor(session, vendor_id)
+        member = await any_member(session, vendor_id, member_id)
+        await reactivate_account(
+            session, member, actor=admin.actor, reason=body and body.reason, request_id=request_id(request)
         )
     return MemberOut.model_validate(member)
 

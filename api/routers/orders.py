@@ -6,15 +6,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from activities.contracts import OrderInput
 from api.deps import Session, require_user
-from api.idempotency import idempotency_key, idempotent
-from api.open_payments import refuse_past_open_payment_cap
-from api.order_views import cancel_unpaid, esim_qr_response, order_detail, order_id_for, start_and_accept
+from api.idempotency import idempotent
+from api.order_views import cancel_unpaid, esim_qr_response, order_detail
 from api.pagination import Page, Paging
+from api.placing import customer_scope, place_card_order
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut
 from api.schemas.payments import (
     CardPaymentOut,
@@ -22,17 +20,12 @@ from api.schemas.payments import (
     CustomerOrderCreated,
     OrderPaymentRequest,
 )
-from ttelgo.audit import provenance
-from ttelgo.errors import CATALOGUE, AppError
-from ttelgo.models import Channel, Order, OrderStatus, Payment, User
-from workflows.order import UNPAID, order_workflow_id
+from ttelgo.errors import AppError
+from ttelgo.models import Order, OrderKind, OrderStatus, Payment, User
+from workflows.order import UNPAID
 
 router = APIRouter(prefix="/api/v1", tags=["customer: orders"])
 Customer = Annotated[User, Depends(require_user)]
-
-
-def _scope(user: User) -> str:
-    return f"user:{user.id}"
 
 
 async def _my_order(session: Session, user: User, order_id: uuid.UUID) -> Order:
@@ -61,56 +54,24 @@ async def create_order(request: Request, body: CustomerOrderCreate, user: Custom
         bundle = snapshot.by_code.get(body.bundle_code)
         if bundle is None:
             raise AppError("BUNDLE_UNKNOWN", f"no bundle named {body.bundle_code!r} is on sale")
-        order_id = order_id_for(_scope(user), idempotency_key(request))
-        unpaid = (Order.user_id == user.id, Order.status.in_(UNPAID), Order.deleted_at.is_(None))
-        await refuse_past_open_payment_cap(
-            request,
-            scope=_scope(user),
-            open_now=select(func.count()).where(*unpaid, Order.id != order_id).scalar_subquery(),
-            what="card orders",
-        )
-        settings = request.app.state.settings
-        order = OrderInput(
-            order_id=order_id,
-            workflow_id=order_workflow_id(order_id),
-            channel=Channel.B2C,
-            user_id=user.id,
-            bundle_code=bundle.code,
-            quantity=body.quantity,
-            unit_price_minor=bundle.price_minor,  # the catalogue's retail price, never the client's
-            currency=bundle.currency,
-            wholesale_unit_minor=bundle.wholesale_minor,
-            supplier_task_queue=settings.esimgo_task_queue,
-            supplier_retry_budget_s=settings.supplier_retry_budget_s,
-            payment_window_s=round(settings.payment_window_minutes * 60),
-            **provenance(),
-        )
-        _, acceptance = await start_and_accept(request, order)
-        if not acceptance.accepted or not acceptance.payment_intent_id:
-            code = acceptance.code if acceptance.code in CATALOGUE else "ORDER_INVALID_STATE"
-            raise AppError(code, acceptance.detail)
-        async with request.app.state.sessions() as session:
-            detail = await _detail(request, session, await _my_order(session, user, order_id))
-        created = CustomerOrderCreated(
-            **detail.model_dump(),
-            payment=await CardPaymentOut.of(request.app.state.stripe, acceptance.payment_intent_id),
-        )
-        return JSONResponse(
-            created.model_dump(mode="json"),
-            status_code=201,
-            headers={"Location": f"/api/v1/orders/{order_id}"},
-        )
+        return await place_card_order(request, user, bundle, body.quantity)
 
-    return await idempotent(request, _scope(user), handle)
+    return await idempotent(request, customer_scope(user), handle)
 
 
 @router.get("/orders", response_model=Page[OrderOut], summary="My orders, newest first")
 async def list_orders(
-    user: Customer, session: Session, paging: Paging, status: OrderStatus | None = None
+    user: Customer,
+    session: Session,
+    paging: Paging,
+    status: OrderStatus | None = None,
+    kind: OrderKind | None = None,
 ) -> Page[OrderOut]:
     query = select(Order).where(Order.user_id == user.id, Order.deleted_at.is_(None))
     if status:
         query = query.where(Order.status == status)
+    if kind:
+        query = query.where(Order.kind == kind)
     return await paging.fetch_page(session, query.order_by(Order.created_at.desc(), Order.id), OrderOut)
 
 

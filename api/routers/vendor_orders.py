@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -11,26 +9,21 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from temporalio.client import WorkflowFailureError, WorkflowHandle
 
-from activities.contracts import OrderInput
 from api.deps import AnyVendor, Session, VendorCaller, request_id, vendor_role
-from api.idempotency import idempotency_key, idempotent
-from api.order_views import esim_qr_response, order_detail, order_id_for, start_and_accept
+from api.idempotency import idempotent
+from api.order_views import esim_qr_response, order_detail
 from api.pagination import Page, Paging
-from api.problems import outage_of
+from api.placing import place_wallet_order
 from api.refunds import request_refund
 from api.schemas.admin_orders import RefundOut, VendorRefundCreate
 from api.schemas.orders import EsimOut, OrderDetail, OrderOut, VendorOrderCreate
-from ttelgo import invoicing, vendors
-from ttelgo.audit import audited, provenance
-from ttelgo.errors import CATALOGUE, AppError
-from ttelgo.models import TERMINAL_ORDER_STATES, Channel, Order, OrderStatus, VendorUserRole
-from workflows.order import order_workflow_id
+from ttelgo.audit import audited
+from ttelgo.errors import AppError
+from ttelgo.models import Order, OrderKind, OrderStatus, VendorUserRole
 
 router = APIRouter(prefix="/api/v1/vendor/orders", tags=["vendor: orders"])
 Buyer = Annotated[VendorCaller, Depends(vendor_role(VendorUserRole.DEVELOPER))]
-log = logging.getLogger(__name__)
 
 
 async def _own_order(session: Session, caller: VendorCaller, order_id: uuid.UUID) -> Order:
@@ -46,19 +39,6 @@ async def _own_order(session: Session, caller: VendorCaller, order_id: uuid.UUID
 
 async def _detail(request: Request, session: Session, order: Order) -> OrderDetail:
     return await order_detail(request, session, order, f"/api/v1/vendor/orders/{order.id}")
-
-
-async def _wait_for_end(workflow: WorkflowHandle, seconds: int) -> None:
-    """Wait up to `seconds` for the order to end. The order is accepted already, so losing Temporal
-    meanwhile is no failure of this request: the stored record answers (202 + Location)."""
-    try:
-        await asyncio.wait_for(workflow.result(), seconds)
-    except (TimeoutError, WorkflowFailureError):  # a failed run has recorded its end: the row answers
-        pass
-    except Exception as exc:
-        if outage_of(exc) is None:
-            raise
-        log.warning("Temporal lost while waiting for %s: %s", workflow.id, type(exc).__name__)
 
 
 @router.post(
@@ -92,41 +72,14 @@ async def create_order(
         bundle = snapshot.by_code.get(body.bundle_code)
         if bundle is None:
             raise AppError("BUNDLE_UNKNOWN", f"no bundle named {body.bundle_code!r} is on sale")
-        async with request.app.state.sessions() as session:
-            vendor = await vendors.get_vendor(session, caller.vendor_id)
-            await invoicing.refuse_if_overdue(
-                session, vendor.id, request.app.state.settings.invoice_grace_days
-            )
-        # Deterministic from the caller's key: a retry after any failure starts (or finds) the same workflow.
-        order_id = order_id_for(caller.scope, idempotency_key(request))
-        order = OrderInput(
-            order_id=order_id,
-            workflow_id=order_workflow_id(order_id),
-            channel=Channel.B2B,
-            vendor_id=caller.vendor_id,
-            bundle_code=bundle.code,
-            quantity=body.quantity,
-            unit_price_minor=snapshot.vendor_price(bundle, vendor.markup_bps),
-            currency=bundle.currency,
-            wholesale_unit_minor=bundle.wholesale_minor,
+        return await place_wallet_order(
+            request,
+            caller,
+            snapshot,
+            bundle,
+            body.quantity,
             customer_reference=body.customer_reference,
-            supplier_task_queue=request.app.state.settings.esimgo_task_queue,
-            supplier_retry_budget_s=request.app.state.settings.supplier_retry_budget_s,
-            **provenance(),
-        )
-        workflow, acceptance = await start_and_accept(request, order)
-        if not acceptance.accepted:
-            code = acceptance.code if acceptance.code in CATALOGUE else "ORDER_INVALID_STATE"
-            raise AppError(code, acceptance.detail)
-        if wait:
-            await _wait_for_end(workflow, wait)
-        async with request.app.state.sessions() as session:
-            detail = await _detail(request, session, await _own_order(session, caller, order_id))
-        done = detail.status in TERMINAL_ORDER_STATES
-        return JSONResponse(
-            detail.model_dump(mode="json"),
-            status_code=201 if done else 202,
-            headers={"Location": f"/api/v1/vendor/orders/{order_id}"},
+            wait=wait,
         )
 
     return await idempotent(request, caller.scope, handle)
@@ -140,10 +93,13 @@ async def list_orders(
     status: OrderStatus | None = None,
     created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
     created_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    kind: OrderKind | None = None,
 ) -> Page[OrderOut]:
     query = select(Order).where(Order.vendor_id == caller.vendor_id, Order.deleted_at.is_(None))
     if status:
         query = query.where(Order.status == status)
+    if kind:
+        query = query.where(Order.kind == kind)
     if created_from:
         query = query.where(Order.created_at >= created_from)
     if created_to:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -18,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import UsageEvent
 from api.business_metrics import WebhookOutcome
+from ttelgo.db import autocommit
 from ttelgo.errors import AppError
 from ttelgo.esimgo.callbacks import InvalidCallback, parse_usage_callback, verify_signature
 from ttelgo.models import Payment, Refund, WebhookEvent, WebhookEventStatus
@@ -27,7 +29,32 @@ from workflows.esim_usage import EsimUsageWorkflow, usage_workflow_id
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
 HAND_ON_GRACE = timedelta(seconds=30)
+NOT_HANDED_ON = "not handed on yet: "  # the error of a RECEIVED row whose delivery found Temporal down
 PAYMENT_SIGNAL = "payment_event"  # the order and top-up workflows both take Stripe events by this name
+
+
+# Built once: constructing and coercing a statement per event cost more CPU than executing it. The row's
+# values are bound at execution.
+_INSERT_ONCE = (
+    insert(WebhookEvent)
+    .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+    .returning(WebhookEvent.id)
+)
+_MARK = (
+    update(WebhookEvent)
+    .where(WebhookEvent.provider == bindparam("p"), WebhookEvent.event_id == bindparam("e"))
+    .values(status=bindparam("status"), error=bindparam("error"), processed_at=bindparam("processed_at"))
+)
+# A run Temporal started although the call failed may have finished the row already: it stays finished.
+_MARK_UNFINISHED = _MARK.where(WebhookEvent.status == WebhookEventStatus.RECEIVED)
+
+
+class Recorded(Enum):
+    HAND_ON = (
+        "hand on"  # stored now, or left by an earlier delivery that failed or stalled: this one hands it on
+    )
+    IGNORED = "ignored"  # stored now, as IGNORED: nothing acts on it
+    DUPLICATE = "duplicate"  # stored before: that delivery handles it
 
 
 class WebhookAck(BaseModel):
@@ -42,34 +69,47 @@ async def _record_once(
     event_type: str,
     payload: dict[str, Any],
     target_workflow_id: str | None,
-) -> bool:
-    """Stores the event unless it is stored already; True while it still has to be handed on."""
-    async with request.app.state.sessions() as session, session.begin():
-        inserted = await session.scalar(
-            insert(WebhookEvent)
-            .values(
-                provider=provider,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                target_workflow_id=target_workflow_id,
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(WebhookEvent.id)
-        )
+    *,
+    ignored_because: str | None = None,
+) -> Recorded:
+    """Stores the event unless it is stored already, and says whether it still has to be handed on.
+
+    One statement, committed on its own (one round trip): the unique (provider, event_id) keeps it to one
+    row however many deliveries race. An event already known to be ignored is stored as IGNORED at once.
+    """
+    row = {
+        "provider": provider,
+        "event_id": event_id,
+        "event_type": event_type,
+        "payload": payload,
+        "target_workflow_id": target_workflow_id,
+    }
+    if ignored_because:
+        row |= {
+            "status": WebhookEventStatus.IGNORED,
+            "error": ignored_because,
+            "processed_at": datetime.now(UTC),
+        }
+    async with autocommit(request.app.state.engine) as connection:
+        inserted = (await connection.execute(_INSERT_ONCE, row)).scalar()
         if inserted:
-            return True
+            return Recorded.IGNORED if ignored_because else Recorded.HAND_ON
         earlier = (
-            await session.execute(
-                select(WebhookEvent.status, WebhookEvent.created_at).where(
+            await connection.execute(
+                select(WebhookEvent.status, WebhookEvent.created_at, WebhookEvent.error).where(
                     WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
                 )
             )
         ).one()
-    # Still RECEIVED long after it came: that delivery stopped before handing it on, so this one does.
-    # A younger one is a concurrent duplicate, still being handed on by its first delivery.
+    if earlier.status is not WebhookEventStatus.RECEIVED:
+        return Recorded.DUPLICATE
+    # Still RECEIVED: its delivery was answered 503 (Temporal was down), or it stopped before handing it on
+    # long ago; this one hands it on. A younger one without a failure is a concurrent duplicate, still being
+    # handed on by its first delivery. (Two redeliveries racing after a failure may both hand it on: the
+    # workflows apply each event id once, and a usage workflow's id starts once.)
+    failed = (earlier.error or "").startswith(NOT_HANDED_ON)
     stalled = datetime.now(UTC) - earlier.created_at > HAND_ON_GRACE
-    return earlier.status is WebhookEventStatus.RECEIVED and stalled
+    return Recorded.HAND_ON if failed or stalled else Recorded.DUPLICATE
 
 
 def _count(request: Request, provider: str, outcome: WebhookOutcome) -> None:
@@ -82,14 +122,41 @@ def _ack(request: Request, provider: str, outcome: WebhookOutcome, event_id: str
 
 
 async def _mark(
-    request: Request, provider: str, event_id: str, status: WebhookEventStatus, error: str | None = None
+    request: Request,
+    provider: str,
+    event_id: str,
+    status: WebhookEventStatus,
+    error: str | None = None,
+    *,
+    statement: Update = _MARK,
 ) -> None:
-    async with request.app.state.sessions() as session, session.begin():
-        await session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
-            .values(status=status, error=error, processed_at=datetime.now(UTC))
+    async with autocommit(request.app.state.engine) as connection:
+        await connection.execute(
+            statement,
+            {
+                "p": provider,
+                "e": event_id,
+                "status": status,
+                "error": error,
+                "processed_at": None if status is WebhookEventStatus.RECEIVED else datetime.now(UTC),
+            },
         )
+
+
+async def _not_handed_on(request: Request, provider: str, event_id: str, exc: Exception) -> None:
+    """Temporal could not be reached: the answer is 503, and the row says so, so that the next delivery
+    (the provider's retry, or a manual resend seconds later) hands the event on instead of taking it for a
+    duplicate still in progress."""
+    log.warning("%s event %s not handed on yet: %s", provider, event_id, exc)
+    _count(request, provider, WebhookOutcome.RETRY)
+    await _mark(
+        request,
+        provider,
+        event_id,
+        WebhookEventStatus.RECEIVED,
+        f"{NOT_HANDED_ON}{exc}"[:500],
+        statement=_MARK_UNFINISHED,
+    )
 
 
 @router.post(
@@ -114,7 +181,10 @@ async def esimgo_callback(request: Request) -> WebhookAck:
     event_id = hashlib.sha256(raw).hexdigest()
     workflow_id = usage_workflow_id(event_id)
     payload = callback.model_dump(mode="json")
-    if not await _record_once(request, "esimgo", event_id, callback.alert_type, payload, workflow_id):
+    if (
+        await _record_once(request, "esimgo", event_id, callback.alert_type, payload, workflow_id)
+        is Recorded.DUPLICATE
+    ):
         return _ack(request, "esimgo", WebhookOutcome.DUPLICATE, event_id)
 
     try:
@@ -127,8 +197,8 @@ async def esimgo_callback(request: Request) -> WebhookAck:
         )
     except WorkflowAlreadyStartedError:
         return _ack(request, "esimgo", WebhookOutcome.DUPLICATE, event_id)
-    except (RPCError, RuntimeError):  # Temporal unreachable: answered 503, eSIM Go delivers it again
-        _count(request, "esimgo", WebhookOutcome.RETRY)
+    except (RPCError, RuntimeError) as exc:  # Temporal unreachable: answered 503, eSIM Go delivers it again
+        await _not_handed_on(request, "esimgo", event_id, exc)
         raise
     return _ack(request, "esimgo", WebhookOutcome.ACCEPTED, event_id)
 
@@ -155,19 +225,24 @@ async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
         raise AppError(exc.code, exc.message) from exc
 
     target = event.workflow_id or await _workflow_of(request, event)
-    if not await _record_once(request, "stripe", event.event_id, event.type, stored, target):
-        return _ack(request, "stripe", WebhookOutcome.DUPLICATE, event.event_id)
+    why = None
     if not event.handled or target is None:
         why = "event type not handled" if not event.handled else "no workflow for this PaymentIntent"
-        await _mark(request, "stripe", event.event_id, WebhookEventStatus.IGNORED, why)
+    recorded = await _record_once(
+        request, "stripe", event.event_id, event.type, stored, target, ignored_because=why
+    )
+    if recorded is Recorded.DUPLICATE:
+        return _ack(request, "stripe", WebhookOutcome.DUPLICATE, event.event_id)
+    if why:
+        if recorded is Recorded.HAND_ON:  # an earlier delivery stored it and stopped: settle it
+            await _mark(request, "stripe", event.event_id, WebhookEventStatus.IGNORED, why)
         return _ack(request, "stripe", WebhookOutcome.IGNORED, event.event_id)
 
     try:
         await request.app.state.temporal.get_workflow_handle(target).signal(PAYMENT_SIGNAL, event)
     except (RPCError, RuntimeError) as exc:  # RuntimeError: the lazy client cannot connect
         if not isinstance(exc, RPCError) or exc.status is not RPCStatusCode.NOT_FOUND:
-            log.warning("Stripe event %s not handed on yet: %s", event.event_id, exc)
-            _count(request, "stripe", WebhookOutcome.RETRY)
+            await _not_handed_on(request, "stripe", event.event_id, exc)
             return JSONResponse({"status": "retry", "event_id": event.event_id}, status_code=503)
         # The workflow has finished (or never existed): kept for operators, nothing to redeliver.
         await _mark(

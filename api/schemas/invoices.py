@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.fields import OptionalReason
 from ttelgo.models import InvoiceStatus
+from ttelgo.months import MONTH_PATTERN
 
-Period = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="a month, YYYY-MM (UTC)")]
+Period = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-MM (UTC)")]
 
 
 class InvoiceLineOut(BaseModel):

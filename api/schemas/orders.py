@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.fields import BundleCode, CustomerReference
-from ttelgo.models import LedgerEntryType, OrderStatus
+from ttelgo.models import LedgerEntryType, OrderKind, OrderStatus
 
 
 class VendorOrderCreate(BaseModel):
@@ -43,6 +43,8 @@ class OrderOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
+    kind: OrderKind = Field(description="ORDER: new eSIMs; TOPUP: one more bundle on `target_iccid`")
+    target_iccid: str | None = Field(description="the eSIM a top-up is for")
     status: OrderStatus
     bundle_code: str
     quantity: int

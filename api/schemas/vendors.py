@@ -75,6 +75,7 @@ class VendorOut(BaseModel):
     approved_at: datetime | None
     suspended_at: datetime | None
     created_at: datetime
+    deleted_at: datetime | None = Field(default=None, description="set while the vendor is deactivated")
 
 
 class VendorDetail(VendorOut):
@@ -195,3 +196,4 @@ class MemberOut(BaseModel):
     email: str
     role: VendorUserRole
     created_at: datetime
+    deleted_at: datetime | None = Field(default=None, description="set while the member is deactivated")

@@ -212,4 +212,5 @@ async def test_an_overdue_invoice_suspends_orders_until_an_admin_settles_it(b2b:
         actions = (
             await session.scalars(select(AuditLog.action).where(AuditLog.action.like("invoice.%")))
         ).all()
-    assert sorted(actions) == ["invoice.run", "invoice.settle"]
+    # Settling by hand books the bank transfer as an adjustment credit (invoice.credit), then marks it PAID.
+    assert sorted(actions) == ["invoice.credit", "invoice.run", "invoice.settle"]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
@@ -281,3 +281,71 @@ def test_dev_stack_brings_back_each_killed_part(tmp_path: Path) -> None:
         output = stop_and_assert_nothing_left(proc)
     for service in ("localstripe", "esimgo-sim", "postgres", "temporal"):
         assert f"restarting {service}" in output, output
+
+
+def poll(fetch: Callable[[], dict], done: Callable[[dict], bool], what: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while not done(current := fetch()):
+        assert time.monotonic() < deadline, f"{what}: still {current}"
+        time.sleep(0.5)
+    return current
+
+
+def test_esim_after_the_sale_on_the_dev_stack(tmp_path: Path) -> None:
+    """Issue 13's walk-through on `ttelgo dev`: usage reported by the simulator shows on the customer's
+    eSIM within seconds, and a card top-up paid with `ttelgo dev pay` lands on the same ICCID."""
+    env = stack_env(tmp_path / "data")
+    api = f"http://127.0.0.1:{env['API_PORT']}"
+    sim = f"http://127.0.0.1:{env['ESIMGO_SIM_PORT']}"
+    with dev_stack(env) as proc:
+        wait_for(f"{api}/readyz", proc)
+        order = card_order_walkthrough(api, env, proc, email="roamer@example.com")
+        headers = {
+            "Authorization": "Bearer "
+            + httpx.post(
+                f"{api}/api/v1/auth/login",
+                json={"email": "roamer@example.com", "password": "long enough pass"},
+                timeout=30,
+            ).json()["access_token"]
+        }
+        iccid = order["esims"][0]["iccid"]
+        esim_url = f"{api}/api/v1/esims/{iccid}"
+        sold = poll(
+            lambda: httpx.get(esim_url, headers=headers, timeout=30).json(),
+            lambda view: view["bundles"] and view["bundles"][0]["data_total_mb"],
+            "the sold bundle's data total",
+        )
+        assert sold["bundles"][0]["data_total_mb"] == 1000  # 1 GB in eSIM Go's decimal megabytes
+        used = httpx.post(f"{sim}/_sim/esims/{iccid}/usage", json={"bytes": 850_000_000}, timeout=30)
+        assert used.status_code == 200, used.text
+        shown = poll(
+            lambda: httpx.get(esim_url, headers=headers, timeout=30).json(),
+            lambda view: (
+                view["bundles"][0]["data_used_percent"] is not None
+                and view["bundles"][0]["data_used_percent"] >= 84
+            ),
+            "85 % used",
+            timeout=20,
+        )
+        assert round(shown["bundles"][0]["data_used_percent"]) == 85
+
+        fitting = httpx.get(f"{esim_url}/topups/bundles", headers=headers, timeout=30).json()["items"]
+        assert fitting, "no top-up bundle fits a French eSIM"
+        topup = httpx.post(
+            f"{esim_url}/topups",
+            json={"bundle_code": fitting[0]["code"]},
+            headers={**headers, "Idempotency-Key": "walkthrough-topup"},
+            timeout=30,
+        ).json()
+        assert topup["status"] == "PAYMENT_PENDING", topup
+        paid = dev_pay(env, topup["id"])
+        assert paid.returncode == 0 and "succeeded" in paid.stdout, paid.stdout + paid.stderr
+        poll(
+            lambda: httpx.get(f"{api}/api/v1/orders/{topup['id']}", headers=headers, timeout=30).json(),
+            lambda current: current["status"] == "COMPLETED",
+            "the top-up",
+        )
+        after = httpx.get(esim_url, headers=headers, timeout=30).json()
+        assert [b["order_id"] for b in after["bundles"]].count(topup["id"]) == 1
+        assert after["iccid"] == iccid
+        stop_and_assert_nothing_left(proc)

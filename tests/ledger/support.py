@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ttelgo import ledger
 from ttelgo.db import create_engine, session_factory
 from ttelgo.ledger import TransferSpec
+from ttelgo.ledger.accounts import ACCOUNT_TOTALS
 from ttelgo.models import (
     Account,
     AccountKind,
@@ -148,15 +149,7 @@ class Snapshot:
 
 async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> Snapshot:
     async with sessions() as session:
-        totals = await session.execute(
-            select(
-                Account.id,
-                Account.debits_posted_minor,
-                Account.credits_posted_minor,
-                Account.debits_pending_minor,
-                Account.credits_pending_minor,
-            ).order_by(Account.id)
-        )
+        totals = await session.execute(select(ACCOUNT_TOTALS).order_by(ACCOUNT_TOTALS.c.account_id))
         return Snapshot(
             transfers=await session.scalar(select(func.count()).select_from(Transfer)) or 0,
             entries=await session.scalar(select(func.count()).select_from(VendorLedgerEntry)) or 0,
@@ -198,10 +191,10 @@ async def totals(
 ) -> tuple[int, int, int, int]:
     """(debits posted, credits posted, debits pending, credits pending) of any account."""
     async with sessions() as session:
-        account = await session.get_one(Account, account_id)
+        found = await ledger.account_totals(session, account_id)
         return (
-            account.debits_posted_minor,
-            account.credits_posted_minor,
-            account.debits_pending_minor,
-            account.credits_pending_minor,
+            found.debits_posted_minor,
+            found.credits_posted_minor,
+            found.debits_pending_minor,
+            found.credits_pending_minor,
         )

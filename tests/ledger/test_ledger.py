@@ -592,8 +592,8 @@ async def test_cli_ledger_check(books: Books, database_url: str, monkeypatch: py
     async with books.sessions() as session, session.begin():
         await session.execute(
             text("UPDATE accounts SET debits_posted_minor = debits_posted_minor + 5 WHERE id = :id"),
-            {"id": books.card},
+            {"id": books.prepaid},
         )
     code, output = await check()
     assert code == 1 and "sum to zero" in output and "cached totals" in output
-    assert "2 ledger violation(s)" in output
+    assert "newest statement row" in output and "3 ledger violation(s)" in output

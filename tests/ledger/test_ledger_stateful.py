@@ -33,6 +33,7 @@ from ttelgo.ledger import (
     TransferConflict,
     TransferSpec,
 )
+from ttelgo.ledger.accounts import ACCOUNT_TOTALS
 from ttelgo.models import Account, LedgerEntryType, Transfer, VendorLedgerEntry
 
 R = TypeVar("R")
@@ -322,17 +323,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self,
     ) -> tuple[dict[uuid.UUID, tuple[int, ...]], int, int, dict[str, ledger.WalletBalance], list[str]]:
         async with self.books.sessions() as session:
-            accounts = (await session.scalars(select(Account))).all()
+            # Every account's totals, a wallet's cached and a platform account's derived alike.
             totals = {
-                a.id: (
-                    a.debits_posted_minor,
-                    a.credits_posted_minor,
-                    a.debits_pending_minor,
-                    a.credits_pending_minor,
-                )
-                for a in accounts
+                account_id: tuple(values)
+                for account_id, *values in await session.execute(select(ACCOUNT_TOTALS))
             }
-            by_id = {a.id: a for a in accounts}
+            by_id = {a.id: a for a in (await session.scalars(select(Account))).all()}
             wallets = {
                 name: await ledger.wallet_balance(session, by_id[i]) for name, i in self.wallets.items()
             }

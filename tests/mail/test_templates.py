@@ -58,6 +58,20 @@ PAYLOADS: dict[str, dict[str, object]] = {
             {"bundle_code": "<script>", "quantity": 0, "amount_minor": 0},
         ],
     },
+    "esim_usage": {
+        **ORDER,
+        "iccid": "8944000010000000011",
+        "bundle_name": "esim_1GB_7D_FR_V2",
+        "data_used_percent": 85.0,
+        "data_remaining_mb": 150,
+        "data_total_mb": 1000,
+    },
+    "esim_expiring": {
+        **ORDER,
+        "iccid": "8944000010000000011",
+        "bundle_name": "esim_1GB_7D_FR_V2",
+        "expires_at": "2026-12-05T10:00:00+00:00",
+    },
     "password_reset": {
         "token": "ttp_abc",
         "link": "Or open https://app.example/reset?token=ttp_abc",
@@ -74,6 +88,8 @@ SUBJECTS = {
     "topup_receipt": "500.00 EUR",
     "low_balance": "balance is low",
     "password_reset": "Reset your TTelGo password",
+    "esim_usage": "used 85.0 % of its data",
+    "esim_expiring": "expires tomorrow",
     "invoice_issued": "invoice INV-2026-000007 for 2026-10: 14.00 USD due 2026-12-01",
 }
 

@@ -25,7 +25,7 @@ from tests.b2c.conftest import B2C, STRIPE_KEY, WEBHOOK_SECRET, localstripe  # n
 from tests.support.esimgo import SimHandle
 from tests.support.stack import running_worker, stack_settings
 from ttelgo.db import session_factory
-from ttelgo.models import AuditLog, Channel, Order, OrderStatus
+from ttelgo.models import AuditLog, Channel, Order, OrderKind, OrderStatus
 from ttelgo.payments import StripeGateway
 from ttelgo.sandbox.threaded_server import serve_in_thread
 
@@ -78,11 +78,13 @@ class Recon:
         status: OrderStatus = OrderStatus.PROVISIONING,
         call_sent_at: datetime | None = None,
         workflow: bool = False,
+        topup_of: str | None = None,
     ) -> uuid.UUID:
         """An order of ours in PROVISIONING (or `status`) with no supplier reference, written as such. With
         no workflow behind it (it gave up or died after the supplier call went out), unless `workflow`:
         then a workflow of its id runs, one that no worker ever moves (running as far as Temporal can
-        tell, which is all reconciliation asks); the test's teardown terminates it."""
+        tell, which is all reconciliation asks); the test's teardown terminates it. With `topup_of` (an
+        ICCID), a top-up of that eSIM."""
         vendor = await (await self.world.wallet_world()).new_vendor(balance=100_000)
         order_id = uuid.uuid4()
         async with self.world.sessions() as session, session.begin():
@@ -99,6 +101,8 @@ class Recon:
                     currency="USD",
                     workflow_id=f"order-{order_id}",
                     supplier_call_sent_at=call_sent_at,
+                    kind=OrderKind.TOPUP if topup_of else OrderKind.ORDER,
+                    target_iccid=topup_of,
                 )
             )
         if workflow:

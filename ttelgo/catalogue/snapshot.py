@@ -7,9 +7,12 @@ seconds); when the database is briefly unreachable it keeps serving what it has.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +34,8 @@ from ttelgo.models import CatalogueBundle, SystemConfig
 from ttelgo.money import to_major
 
 log = logging.getLogger(__name__)
+GZIP_LEVEL = 6
+REUSE_S = 1.0  # how long a rendered body is served again: it says how old the copy is, to the second
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,14 @@ class PricedBundle:
     body: dict[str, Any]  # detail: full country objects; both built once per snapshot
 
 
+def money(amount_minor: int, currency: str) -> dict[str, Any]:
+    return {
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "amount": str(to_major(amount_minor, currency)),
+    }
+
+
 def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
     price = retail_price(row.wholesale_minor, row.code, row.regions, rules)
     summary = {
@@ -61,11 +74,7 @@ def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
         "duration_days": row.duration_days,
         "unlimited": row.unlimited,
         "speeds": row.speeds,
-        "price": {
-            "amount_minor": price,
-            "currency": row.currency,
-            "amount": str(to_major(price, row.currency)),
-        },
+        "price": money(price, row.currency),
     }
     body = {**summary, "countries": row.countries}
     return PricedBundle(
@@ -84,6 +93,72 @@ def _priced(row: CatalogueBundle, rules: RetailRules) -> PricedBundle:
     )
 
 
+class Rendered:
+    __slots__ = ("_gzipped", "body", "made_at")
+
+    def __init__(self, body: bytes) -> None:
+        self.made_at = time.monotonic()
+        self.body = body
+        self._gzipped: bytes | None = None
+
+    @property
+    def gzipped(self) -> bytes:
+        """Compressed on the first request that accepts gzip (most do: a tenth of the bytes to write), then
+        kept; a body nobody asks gzipped for is never compressed."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, GZIP_LEVEL)
+        return self._gzipped
+
+
+class RenderedBodies:
+    """Response bodies rendered from one snapshot, kept as bytes so a repeated query is not rendered again.
+
+    Keyed by the caller's pricing and the query's validated, canonical parameters, so parameters in another
+    order or unknown ones share one body. `aliases` remembers which canonical query a raw path and query
+    string stood for, so that a repeated query can be answered before it is parsed again. Both are bounded
+    (least recently used goes first): callers choose their query strings. Each body is reused for at most
+    REUSE_S.
+    """
+
+    def __init__(self, max_entries: int = 256, max_aliases: int = 1024) -> None:
+        self._entries: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self._aliases: OrderedDict[Hashable, Hashable] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_aliases = max_aliases
+
+    def get(self, key: Hashable) -> Rendered | None:
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() - entry.made_at > REUSE_S:
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def known(self, key: Hashable) -> bool:
+        """Rendered from this snapshot at some time (so the query it stands for was a valid one)."""
+        return key in self._entries
+
+    def put(self, key: Hashable, body: bytes) -> Rendered:
+        entry = self._entries[key] = Rendered(body)
+        _bounded(self._entries, key, self._max_entries)
+        return entry
+
+    def alias(self, raw: Hashable, canonical: Hashable) -> None:
+        self._aliases[raw] = canonical
+        _bounded(self._aliases, raw, self._max_aliases)
+
+    def canonical(self, raw: Hashable) -> Hashable | None:
+        return self._aliases.get(raw)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _bounded(entries: OrderedDict[Hashable, Any], newest: Hashable, most: int) -> None:
+    entries.move_to_end(newest)
+    while len(entries) > most:
+        entries.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class CatalogueSnapshot:
     bundles: tuple[PricedBundle, ...]
@@ -92,6 +167,8 @@ class CatalogueSnapshot:
     vendor_rules: VendorRules
     by_code: dict[str, PricedBundle] = field(init=False)
     by_country: dict[str, tuple[PricedBundle, ...]] = field(init=False)
+    # A new snapshot (new sync or new pricing rules) starts empty: nothing rendered from the old one is served.
+    rendered: RenderedBodies = field(init=False, default_factory=RenderedBodies)
 
     def vendor_price(self, bundle: PricedBundle, vendor_markup_bps: int | None) -> int:
         return vendor_price(bundle.wholesale_minor, vendor_markup_bps, self.vendor_rules)

@@ -180,10 +180,12 @@ class EsimGoClient:
     async def recent_orders(
         self, since: datetime, *, per_page: int = 100, max_pages: int = 20
     ) -> list[SupplierOrder]:
-        """Orders created at or after `since` (newest pages first where the supplier sorts that way)."""
+        """Orders created at or after `since` (newest pages first where the supplier sorts that way), with
+        the eSIMs each assigned: without them a top-up cannot be told from an order of new eSIMs."""
         found: list[SupplierOrder] = []
         for page in range(1, max_pages + 1):
-            response = await self._request("GET", "/orders", params={"page": page, "limit": per_page})
+            params = {"page": page, "limit": per_page, "includeIccids": "true"}
+            response = await self._request("GET", "/orders", params=params)
             payload = response.json()
             orders = [mapping.supplier_order(o) for o in mapping.as_list(payload, "orders")]
             found += [o for o in orders if o.created_at and o.created_at >= since]

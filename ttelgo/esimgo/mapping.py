@@ -114,6 +114,7 @@ def bundle_usages(payload: Any) -> list[BundleUsage]:
                     remaining_bytes=a.get("remainingQuantity"),
                     unlimited=bool(a.get("unlimited", False)),
                     assigned_at=_timestamp(a.get("assignmentDateTime")),
+                    reference=a.get("assignmentReference") or None,
                 )
             )
     return usages

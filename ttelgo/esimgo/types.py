@@ -75,6 +75,7 @@ class BundleUsage(_Frozen):
     remaining_bytes: int | None
     unlimited: bool
     assigned_at: datetime | None
+    reference: str | None = None  # the assignment's reference, as usage callbacks name it
 
 
 class Organisation(_Frozen):

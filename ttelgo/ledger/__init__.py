@@ -1,7 +1,9 @@
-"""The double-entry ledger: accounts with cached totals, immutable transfers, two-phase holds."""
+"""The double-entry ledger: wallets with guarded totals, immutable transfers, two-phase holds."""
 
 from ttelgo.ledger.accounts import (
+    AccountTotals,
     WalletBalance,
+    account_totals,
     platform_account,
     sync_wallet_limits,
     vendor_wallet,
@@ -20,6 +22,7 @@ from ttelgo.ledger.transfers import TransferSpec, create_transfer, post_pending,
 
 __all__ = [
     "AccountNotFound",
+    "AccountTotals",
     "InsufficientFunds",
     "LedgerError",
     "LedgerSize",
@@ -28,6 +31,7 @@ __all__ = [
     "TransferConflict",
     "TransferSpec",
     "WalletBalance",
+    "account_totals",
     "check_invariants",
     "create_transfer",
     "ledger_size",

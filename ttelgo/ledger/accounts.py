@@ -1,11 +1,13 @@
-"""Accounts: get-or-create for platform accounts and vendor wallets, their floors, and balances."""
+"""Accounts: get-or-create for platform accounts and vendor wallets, their floors, and their totals
+(a wallet's cached on its row, a platform account's derived from its transfers: the view
+`ledger_movements`)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Uuid, column, select, table, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,15 +25,68 @@ PLATFORM_KINDS = frozenset(
 )
 _UNIQUE_ACCOUNT = "uq_accounts_kind_vendor_id_currency"
 
+# The views of migration 0016. `ledger_movements`: totals recomputed from the transfers (what a platform
+# account holds); `account_totals`: every account's, whoever keeps them (for whole-ledger reads).
+_TOTAL_COLUMNS = (
+    "debits_posted_minor",
+    "credits_posted_minor",
+    "debits_pending_minor",
+    "credits_pending_minor",
+)
+LEDGER_MOVEMENTS = table(
+    "ledger_movements", column("account_id", Uuid), *(column(name, BigInteger) for name in _TOTAL_COLUMNS)
+)
+ACCOUNT_TOTALS = table(
+    "account_totals", column("account_id", Uuid), *(column(name, BigInteger) for name in _TOTAL_COLUMNS)
+)
+_CACHED = tuple(getattr(Account, name) for name in _TOTAL_COLUMNS)
+_DERIVED = tuple(LEDGER_MOVEMENTS.c[name] for name in _TOTAL_COLUMNS)
 
-def balance_of(account: Account) -> int:
-    """Credit-normal posted balance: what the vendor has (negative means owed)."""
-    return account.credits_posted_minor - account.debits_posted_minor
+
+@dataclass(frozen=True)
+class AccountTotals:
+    debits_posted_minor: int
+    credits_posted_minor: int
+    debits_pending_minor: int
+    credits_pending_minor: int
+
+    @property
+    def balance_minor(self) -> int:
+        """Credit-normal posted balance: what the vendor has (negative means owed)."""
+        return self.credits_posted_minor - self.debits_posted_minor
+
+    @property
+    def available_minor(self) -> int:
+        """Balance less what is held; pending credits are not spendable until posted."""
+        return self.balance_minor - self.debits_pending_minor
 
 
-def available_of(account: Account) -> int:
-    """Balance less what is held; pending credits are not spendable until posted."""
-    return balance_of(account) - account.debits_pending_minor
+async def account_totals(session: AsyncSession, account_id: uuid.UUID) -> AccountTotals:
+    """The committed totals of any account as of now."""
+    totals, _limit, _currency = await _read(session, account_id)
+    return totals
+
+
+async def _read(session: AsyncSession, account_id: uuid.UUID) -> tuple[AccountTotals, int, str]:
+    """Totals, overdraft limit and currency, re-read (the caller's Account object may be stale). A wallet's
+    are its cached columns: one primary-key read, whatever its history. Only a platform account's are
+    aggregated from its transfers."""
+    row = (
+        await session.execute(
+            select(Account.vendor_id, Account.overdraft_limit_minor, Account.currency, *_CACHED).where(
+                Account.id == account_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise AccountNotFound(f"no account {account_id}")
+    vendor_id, limit, currency, *cached = row
+    if vendor_id is not None:
+        return AccountTotals(*cached), limit, currency
+    derived = (
+        await session.execute(select(*_DERIVED).where(LEDGER_MOVEMENTS.c.account_id == account_id))
+    ).one_or_none()
+    return AccountTotals(*(derived or (0, 0, 0, 0))), limit, currency
 
 
 def wallet_floor(vendor: Vendor) -> int:
@@ -115,15 +170,11 @@ class WalletBalance:
 
 async def wallet_balance(session: AsyncSession, account: Account) -> WalletBalance:
     """The committed totals as of now (re-read: the caller's Account object may be stale)."""
-    fresh = await session.scalar(
-        select(Account).where(Account.id == account.id).execution_options(populate_existing=True)
-    )
-    if fresh is None:
-        raise AccountNotFound(f"no account {account.id}")
+    totals, limit, currency = await _read(session, account.id)
     return WalletBalance(
-        balance_minor=balance_of(fresh),
-        available_minor=available_of(fresh),
-        held_minor=fresh.debits_pending_minor,
-        credit_limit_minor=fresh.overdraft_limit_minor,
-        currency=fresh.currency,
+        balance_minor=totals.balance_minor,
+        available_minor=totals.available_minor,
+        held_minor=totals.debits_pending_minor,
+        credit_limit_minor=limit,
+        currency=currency,
     )

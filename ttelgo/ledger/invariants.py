@@ -1,4 +1,5 @@
-"""Whole-ledger checks: the books balance, cached totals match the transfers, floors and statements hold.
+"""Whole-ledger checks: the books balance, wallets' cached totals match the transfers, floors and
+statements hold.
 
 Read-only and lock-free. Each rule is one SQL statement, so each sees one consistent snapshot even under
 READ COMMITTED while transfers keep committing; it scans every account and transfer, so run it from a
@@ -14,56 +15,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ttelgo.models import Account, Transfer
 
-# Per account, the four totals recomputed from the immutable transfers. SINGLE and POST_PENDING are
-# posted; a PENDING counts as pending until some POST/VOID names it.
+# A wallet's cached totals against the same recomputed from the immutable transfers (view
+# `ledger_movements`); platform accounts keep none (their totals are that view's).
 _RECOMPUTED_TOTALS = text(
     """
-    WITH moves AS (
-        SELECT t.kind, t.amount_minor, t.debit_account_id, t.credit_account_id,
-               t.kind = 'PENDING' AND NOT EXISTS (
-                   SELECT 1 FROM transfers r WHERE r.pending_id = t.id
-               ) AS open_hold
-        FROM transfers t
-    ),
-    sides AS (
-        SELECT debit_account_id AS account_id,
-               CASE WHEN kind IN ('SINGLE', 'POST_PENDING') THEN amount_minor ELSE 0 END AS debits_posted,
-               0::bigint AS credits_posted,
-               CASE WHEN open_hold THEN amount_minor ELSE 0 END AS debits_pending,
-               0::bigint AS credits_pending
-        FROM moves
-        UNION ALL
-        SELECT credit_account_id,
-               0,
-               CASE WHEN kind IN ('SINGLE', 'POST_PENDING') THEN amount_minor ELSE 0 END,
-               0,
-               CASE WHEN open_hold THEN amount_minor ELSE 0 END
-        FROM moves
-    ),
-    recomputed AS (
-        SELECT account_id, sum(debits_posted)::bigint AS dp, sum(credits_posted)::bigint AS cp,
-               sum(debits_pending)::bigint AS dpe, sum(credits_pending)::bigint AS cpe
-        FROM sides GROUP BY account_id
-    )
     SELECT a.id, a.debits_posted_minor, a.credits_posted_minor,
            a.debits_pending_minor, a.credits_pending_minor,
-           coalesce(r.dp, 0), coalesce(r.cp, 0), coalesce(r.dpe, 0), coalesce(r.cpe, 0)
-    FROM accounts a LEFT JOIN recomputed r ON r.account_id = a.id
-    WHERE (a.debits_posted_minor, a.credits_posted_minor, a.debits_pending_minor, a.credits_pending_minor)
-          IS DISTINCT FROM (coalesce(r.dp, 0), coalesce(r.cp, 0), coalesce(r.dpe, 0), coalesce(r.cpe, 0))
+           coalesce(m.debits_posted_minor, 0), coalesce(m.credits_posted_minor, 0),
+           coalesce(m.debits_pending_minor, 0), coalesce(m.credits_pending_minor, 0)
+    FROM accounts a LEFT JOIN ledger_movements m ON m.account_id = a.id
+    WHERE a.vendor_id IS NOT NULL
+      AND (a.debits_posted_minor, a.credits_posted_minor, a.debits_pending_minor, a.credits_pending_minor)
+          IS DISTINCT FROM (coalesce(m.debits_posted_minor, 0), coalesce(m.credits_posted_minor, 0),
+                            coalesce(m.debits_pending_minor, 0), coalesce(m.credits_pending_minor, 0))
     ORDER BY a.id
     """
 )
 
+# Wallets' cached totals plus platform accounts' derived ones: any drift of a wallet shows here.
 _UNBALANCED_CURRENCIES = text(
     """
-    SELECT currency,
-           sum(credits_posted_minor - debits_posted_minor)::bigint AS posted,
-           sum(credits_pending_minor - debits_pending_minor)::bigint AS pending
-    FROM accounts GROUP BY currency
-    HAVING sum(credits_posted_minor - debits_posted_minor) <> 0
-        OR sum(credits_pending_minor - debits_pending_minor) <> 0
-    ORDER BY currency
+    SELECT a.currency,
+           sum(t.credits_posted_minor - t.debits_posted_minor)::bigint AS posted,
+           sum(t.credits_pending_minor - t.debits_pending_minor)::bigint AS pending
+    FROM accounts a JOIN account_totals t ON t.account_id = a.id GROUP BY a.currency
+    HAVING sum(t.credits_posted_minor - t.debits_posted_minor) <> 0
+        OR sum(t.credits_pending_minor - t.debits_pending_minor) <> 0
+    ORDER BY a.currency
     """
 )
 
@@ -135,7 +113,7 @@ async def check_invariants(session: AsyncSession) -> list[str]:
     for row in await session.execute(_RECOMPUTED_TOTALS):
         account_id, cached, recomputed = row[0], tuple(row[1:5]), tuple(row[5:9])
         violations.append(
-            f"account {account_id}: cached totals (debits posted, credits posted, debits pending, "
+            f"wallet {account_id}: cached totals (debits posted, credits posted, debits pending, "
             f"credits pending) {cached} differ from the transfers' {recomputed}"
         )
     for account_id, available, limit in await session.execute(_BELOW_FLOOR):

@@ -1,9 +1,10 @@
 """The margin report: revenue, refunds and supplier cost of orders over a period, grouped, per currency.
 
-Wallet (B2B) revenue and refunds, and every supplier cost and credit, are read from the ledger's posted
-transfers on REVENUE and SUPPLIER_COST, so the report's totals equal those accounts' movements in the
-period to the cent. Card (B2C) money is at Stripe, not in the ledger: its revenue is the total of card
-orders completed in the period, its refunds the card refunds that succeeded in it.
+Everything is read from the ledger's posted transfers on REVENUE and SUPPLIER_COST, so the report's totals
+equal those accounts' movements in the period to the cent, for both channels: a wallet order's revenue is
+its posted hold and its refunds go back to the wallet; a card order's sale is booked CARD_CLEARING →
+REVENUE when it completes and each card refund that went through takes its amount back out (a refund a
+bank returned later puts it back: counted as a negative refund).
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from enum import StrEnum
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+# The transfer codes of a card order's money (booked by activities/ledger.py).
+CARD_SALE_CODE = "card_sale"
+CARD_REFUND_CODE = "card_refund"
+CARD_REFUND_REVERSED_CODE = "card_refund_reversed"  # a bank returned a card refund: the sale stands again
 
 
 class GroupBy(StrEnum):
@@ -34,7 +40,9 @@ _KEYS = {
 
 _POSTED = "t.kind IN ('SINGLE', 'POST_PENDING') AND t.created_at >= :start AND t.created_at < :end"
 _FACTS = f"""
-    SELECT t.order_id, t.currency, 'revenue' AS metric, t.amount_minor AS amount
+    SELECT t.order_id, t.currency,
+           CASE WHEN t.code = :reversed THEN 'refunds' ELSE 'revenue' END AS metric,
+           CASE WHEN t.code = :reversed THEN -t.amount_minor ELSE t.amount_minor END AS amount
     FROM transfers t JOIN accounts a ON a.id = t.credit_account_id
     WHERE a.kind = 'REVENUE' AND {_POSTED}
     UNION ALL
@@ -49,14 +57,6 @@ _FACTS = f"""
     SELECT t.order_id, t.currency, 'supplier_credits', t.amount_minor
     FROM transfers t JOIN accounts a ON a.id = t.debit_account_id
     WHERE a.kind = 'SUPPLIER_COST' AND {_POSTED}
-    UNION ALL
-    SELECT o.id, o.currency, 'revenue', o.total_minor FROM orders o
-    WHERE o.channel = 'B2C' AND o.completed_at >= :start AND o.completed_at < :end
-    UNION ALL
-    SELECT r.order_id, r.currency, 'refunds', r.amount_minor
-    FROM refunds r JOIN orders o ON o.id = r.order_id
-    WHERE o.channel = 'B2C' AND o.completed_at IS NOT NULL AND r.status = 'SUCCEEDED'
-      AND r.settled_at >= :start AND r.settled_at < :end
 """
 
 
@@ -98,8 +98,7 @@ class MarginReport:
 async def margin_report(
     session: AsyncSession, start: datetime, end: datetime, group_by: GroupBy
 ) -> MarginReport:
-    """Facts whose time falls in [start, end): a transfer's creation, a card order's completion, a card
-    refund's settlement. One statement, so one snapshot."""
+    """Posted transfers made in [start, end). One statement, so one snapshot."""
     query = text(
         f"""
         SELECT {_KEYS[group_by]} AS key, f.currency, f.metric, sum(f.amount)::bigint
@@ -110,7 +109,9 @@ async def margin_report(
         """
     )
     lines: dict[tuple[str | None, str], MarginLine] = {}
-    for key, currency, metric, amount in await session.execute(query, {"start": start, "end": end}):
+    for key, currency, metric, amount in await session.execute(
+        query, {"start": start, "end": end, "reversed": CARD_REFUND_REVERSED_CODE}
+    ):
         line = lines.setdefault((key, currency), MarginLine(key=key, currency=currency))
         setattr(line, f"{metric}_minor", amount)
     return MarginReport(sorted(lines.values(), key=lambda line: (line.currency, line.key or "")))

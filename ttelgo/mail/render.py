@@ -31,6 +31,8 @@ TEMPLATES = (
     "low_balance",
     "password_reset",
     "invoice_issued",
+    "esim_usage",
+    "esim_expiring",
 )
 MESSAGE_ID_DOMAIN = "ttelgo.notifications"
 

@@ -2,6 +2,7 @@
 
 from ttelgo.models.base import Base
 from ttelgo.models.catalogue import BundleScope, CatalogueBundle
+from ttelgo.models.esims import EsimAlertKind, EsimBundle, EsimBundleAlert
 from ttelgo.models.identity import (
     ApiKey,
     BillingMode,
@@ -41,6 +42,7 @@ from ttelgo.models.orders import (
     NotificationChannel,
     NotificationStatus,
     Order,
+    OrderKind,
     OrderStatus,
     Payment,
     PaymentPurpose,
@@ -70,6 +72,9 @@ __all__ = [
     "Channel",
     "DeliveryStatus",
     "Esim",
+    "EsimAlertKind",
+    "EsimBundle",
+    "EsimBundleAlert",
     "EsimStatus",
     "FindingAction",
     "FindingKind",
@@ -84,6 +89,7 @@ __all__ = [
     "NotificationChannel",
     "NotificationStatus",
     "Order",
+    "OrderKind",
     "OrderStatus",
     "Payment",
     "PaymentPurpose",

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ttelgo.models.base import Base, Timestamps, currency_check, text_enum, uuid_pk
+from ttelgo.months import MONTH_PATTERN
 
 
 class InvoiceStatus(StrEnum):
@@ -43,7 +44,7 @@ class Invoice(Timestamps, Base):
     __table_args__ = (
         # Exactly one invoice per vendor and month, however often the run is retried or repeated.
         UniqueConstraint("vendor_id", "period"),
-        CheckConstraint("period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'", name="period_is_month"),
+        CheckConstraint(f"period ~ '{MONTH_PATTERN}'", name="period_is_month"),
         CheckConstraint("total_minor = debits_minor - refunds_minor", name="total_is_net"),
         CheckConstraint("(status = 'PAID') = (paid_at IS NOT NULL)", name="paid_has_paid_at"),
         Index("ix_invoices_status_due_at", "status", "due_at"),

@@ -49,7 +49,9 @@ class LedgerEntryType(StrEnum):
 
 
 class Account(Timestamps, Base):
-    """Cached totals are updated in the same transaction as each transfer, under a row lock."""
+    """A wallet's totals are cached here, updated with each transfer under the wallet's row lock (its
+    floor is checked against them). Platform accounts have no floor: their columns stay zero and their
+    totals are derived from the transfers (view `account_totals`), so no transfer waits on them."""
 
     __tablename__ = "accounts"
     __table_args__ = (
@@ -62,6 +64,11 @@ class Account(Timestamps, Base):
             name="totals_non_negative",
         ),
         CheckConstraint("(kind = 'VENDOR_WALLET') = (vendor_id IS NOT NULL)", name="wallet_has_vendor"),
+        CheckConstraint(
+            "vendor_id IS NOT NULL OR (debits_posted_minor = 0 AND credits_posted_minor = 0 "
+            "AND debits_pending_minor = 0 AND credits_pending_minor = 0)",
+            name="no_platform_totals",
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

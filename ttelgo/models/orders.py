@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ttelgo.models.base import Base, SoftDelete, Timestamps, currency_check, text_enum, uuid_pk
+from ttelgo.models.identity import BillingMode
 
 
 class Channel(StrEnum):
@@ -47,6 +48,11 @@ TERMINAL_ORDER_STATES = frozenset(
         OrderStatus.PARTIALLY_REFUNDED,
     }
 )
+
+
+class OrderKind(StrEnum):
+    ORDER = "ORDER"  # new eSIMs
+    TOPUP = "TOPUP"  # one more bundle on an eSIM the buyer already has (`target_iccid`)
 
 
 class PaymentPurpose(StrEnum):
@@ -98,15 +104,28 @@ class Order(Timestamps, SoftDelete, Base):
             name="buyer_matches_channel",
         ),
         CheckConstraint("quantity BETWEEN 1 AND 10", name="quantity_range"),
+        # A top-up puts one bundle on one existing eSIM; an order names none.
+        CheckConstraint(
+            "(kind = 'TOPUP' AND target_iccid IS NOT NULL AND quantity = 1) OR "
+            "(kind = 'ORDER' AND target_iccid IS NULL)",
+            name="topup_has_one_target",
+        ),
         CheckConstraint(
             "unit_price_minor >= 0 AND total_minor = unit_price_minor * quantity", name="total_exact"
         ),
         CheckConstraint("refunded_minor >= 0 AND refunded_minor <= total_minor", name="refund_within_total"),
+        CheckConstraint("billing_mode IS NULL OR channel = 'B2B'", name="billing_mode_b2b_only"),
         currency_check(),
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         Index("ix_orders_vendor_id_created_at", "vendor_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at", "created_at"),
+        Index(
+            "ix_orders_target_iccid_created_at",
+            "target_iccid",
+            "created_at",
+            postgresql_where=text("target_iccid IS NOT NULL"),
+        ),
         # A supplier order belongs to one of our orders: reconciliation after a crash relies on this.
         Index(
             "uq_orders_supplier_order_reference",
@@ -118,6 +137,11 @@ class Order(Timestamps, SoftDelete, Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     channel: Mapped[Channel] = mapped_column(text_enum(Channel))
+    kind: Mapped[OrderKind] = mapped_column(
+        text_enum(OrderKind), default=OrderKind.ORDER, server_default=text("'ORDER'")
+    )
+    # A top-up's eSIM: delivered on it, no eSIM row of its own (the ICCID belongs to an earlier order).
+    target_iccid: Mapped[str | None] = mapped_column(String(22))
     status: Mapped[OrderStatus] = mapped_column(text_enum(OrderStatus), default=OrderStatus.CREATED)
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     vendor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vendors.id", ondelete="RESTRICT"))
@@ -143,6 +167,9 @@ class Order(Timestamps, SoftDelete, Base):
     # Who asked for it, as the API saw the caller (api/client_address.py); shown to admins.
     client_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    # A vendor order's billing mode when it was placed (invoices bill what was bought on credit); None for
+    # card orders and for vendor orders whose workflow predates the column.
+    billing_mode: Mapped[BillingMode | None] = mapped_column(text_enum(BillingMode))
 
 
 class Payment(Timestamps, Base):
@@ -234,6 +261,10 @@ class Esim(Timestamps, Base):
     unlimited: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     first_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # eSIM Go's profile state as last read (released, downloaded, installed, enabled, disabled, deleted…),
+    # and when the supplier was last read; every bundle on the eSIM is in `esim_bundles` (models/esims.py).
+    profile_status: Mapped[str | None] = mapped_column(String(32))
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Notification(Timestamps, Base):

@@ -32,6 +32,8 @@ class FindingKind(StrEnum):
     EXTERNAL_REFUND_UNRECORDABLE = "EXTERNAL_REFUND_UNRECORDABLE"  # one that does not fit our records
     DISPUTE = "DISPUTE"  # a chargeback on one of our payments
     ORDER_STUCK = "ORDER_STUCK"  # not terminal (or NEEDS_ATTENTION), and its workflow is closed or missing
+    # a refunded top-up whose bundle stays on the eSIM: eSIM Go would have revoked another order's
+    TOPUP_BUNDLE_NOT_REVOKED = "TOPUP_BUNDLE_NOT_REVOKED"
 
 
 class FindingAction(StrEnum):

@@ -9,6 +9,11 @@ import httpx
 from ttelgo.sandbox.processes import ManagedProcess, installed_binary, wait_until
 from ttelgo.settings import SEARCH_ATTRIBUTES
 
+# WAL: commits append to a log instead of rewriting pages, and synchronous=normal syncs at checkpoints,
+# not per commit (a power cut may lose the last commits, never corrupt the file): about twice the
+# workflows per second of the defaults. A database once opened in WAL stays in WAL.
+WAL_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+
 
 def temporal_cli() -> str:
     return installed_binary("temporal")
@@ -27,9 +32,11 @@ def start_temporal(
     log_path: Path,
     timeout: float = 60.0,
     codec_endpoint: str | None = None,
+    wal: bool = True,
 ) -> ManagedProcess:
     """Start the dev server with its state in `state_dir` (kept across restarts); returns once the UI answers.
-    The UI decrypts payloads through `codec_endpoint` (the API's /codec), when given."""
+    The UI decrypts payloads through `codec_endpoint` (the API's /codec), when given. `wal=False` keeps
+    SQLite's default journal, for comparison only (a file once in WAL stays in WAL)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         temporal_cli(),
@@ -43,6 +50,7 @@ def start_temporal(
         str(ui_port),
         "--db-filename",
         str(state_dir / "temporal.db"),
+        *(WAL_PRAGMAS if wal else ()),
         "--log-level",
         "warn",
         *search_attribute_args(),

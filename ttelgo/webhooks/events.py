@@ -17,6 +17,8 @@ class WebhookEventType(StrEnum):
     TOPUP_COMPLETED = "topup.completed"
     TOPUP_FAILED = "topup.failed"
     WALLET_LOW_BALANCE = "wallet.low_balance"
+    ESIM_USAGE_THRESHOLD = "esim.usage_threshold"  # a bundle crossed 80 % or 100 % of its data
+    ESIM_EXPIRING = "esim.expiring"  # a bundle expires within a day
     PING = "ping"
 
 

@@ -1,8 +1,9 @@
-"""/_sim admin routes: drive the simulator from tests (faults, stats, reset, balance, usage, callbacks).
+"""/_sim admin routes: drive the simulator from tests (faults, stats, reset, balance, clock, usage, callbacks).
 
 No API key and no rate limit: the simulator listens on loopback and this is its control panel.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,6 +17,7 @@ from .schemas import (
     BalanceUpdate,
     BundleStateUpdate,
     CallbackUrlUpdate,
+    ClockUpdate,
     ProfileStatusUpdate,
     RateLimitUpdate,
     UsageRequest,
@@ -104,6 +106,19 @@ async def put_rate_limit(request: Request, body: RateLimitUpdate) -> dict[str, i
     sim = _sim(request)
     sim.limiter.reset(body.per_second)
     return {"per_second": sim.limiter.per_second}
+
+
+@router.get("/clock")
+async def get_clock(request: Request) -> dict[str, object]:
+    return _sim(request).clock.view()
+
+
+@router.put("/clock")
+async def put_clock(request: Request, body: ClockUpdate) -> dict[str, object]:
+    """Moves the simulator's now: bundles started from here on run from (and expire at) that time."""
+    clock = _sim(request).clock
+    clock.offset = timedelta(seconds=body.offset_seconds)
+    return clock.view()
 
 
 @router.get("/callbacks")

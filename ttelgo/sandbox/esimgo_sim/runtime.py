@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .callbacks import CallbackSender, Delivery
 from .catalogue import Catalogue
+from .clock import SimClock
 from .config import SimConfig
 from .faults import FaultInjector
 from .generations import claim_generation
@@ -41,7 +42,10 @@ class Simulator:
     def _reset_state(self) -> None:
         self._claim_generation()
         ids = IdentifierFactory(random.Random(f"{self.config.seed}:ids"), self.generation)
-        self.state = SimState(self.catalogue, self.config.organisation_name, self.config.initial_balance, ids)
+        self.clock = SimClock()  # a reset puts it back on real time
+        self.state = SimState(
+            self.catalogue, self.config.organisation_name, self.config.initial_balance, ids, self.clock
+        )
         self.callback_url: str | None = self.config.callback_url
         self.callback_log: list[Delivery] = []
 

@@ -47,6 +47,10 @@ class UsageRequest(BaseModel):
     bytes: int = Field(gt=0)
 
 
+class ClockUpdate(BaseModel):
+    offset_seconds: float = Field(description="the simulator's now minus real time (negative: the past)")
+
+
 class ProfileStatusUpdate(BaseModel):
     profile_status: ProfileStatus
 
