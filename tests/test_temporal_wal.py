@@ -6,7 +6,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from ttelgo.sandbox.processes import free_port
 from ttelgo.sandbox.temporal_server import start_temporal
@@ -30,4 +30,4 @@ async def test_dev_server_state_is_in_wal_and_survives_a_restart(tmp_path: Path)
         described = await client.get_workflow_handle(workflow_id).describe()
     finally:
         process.stop()
-    assert described.workflow_type == "Nobody" and described.status is not None
+    assert described.workflow_type == "Nobody" and described.status is WorkflowExecutionStatus.RUNNING

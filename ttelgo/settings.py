@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     invoice_grace_days: int = Field(default=7, ge=0)
 
     # eSIM read models (api/esim_views.py): a detail read whose copy was read from eSIM Go more than
-    # ESIM_FRESHNESS_SECONDS ago reads it again (one EsimRefresh workflow per ICCID, on the supplier queue)
+    # ESIM_FRESHNESS_SECONDS ago reads it again (one EsimRefresh workflow per eSIM, `esim-refresh-{esim id}`, on the supplier queue)
     # and waits up to ESIM_REFRESH_WAIT_SECONDS for it; past that (supplier down) the stored copy answers.
     esim_freshness_seconds: int = Field(default=60, ge=1)
     esim_refresh_wait_seconds: float = Field(default=3, gt=0, le=30)

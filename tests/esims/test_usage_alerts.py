@@ -138,9 +138,37 @@ async def test_the_day_before_expiry_is_announced_once(b2c: B2C, receiver: Recei
     assert await watch.result() == "notified"  # a durable timer, visible in the Temporal UI
     await record_history(b2c, watch.id, "esim_expiry_notified")
 
-    # More usage, reporting the same expiry: no second notice.
+    # More usage, reporting the same expiry: once it is applied and every usage run has ended, there is
+    # still one notice (one delivery, one received call).
+    left = bundle.data_remaining_bytes
+    assert left is not None
     await asyncio.to_thread(b2c.sim.admin.post, f"/esims/{esim['iccid']}/usage", json={"bytes": GB // 2})
-    await asyncio.sleep(1)
+
+    async def applied() -> bool:
+        async with b2c.sessions() as session:
+            now_left = await session.scalar(
+                select(EsimBundle.data_remaining_bytes).where(EsimBundle.id == bundle.id)
+            )
+        return now_left is not None and now_left < left
+
+    async def runs_ended() -> bool:
+        running = b2c.temporal.list_workflows(
+            "WorkflowType IN ('EsimUsage', 'EsimExpiry') AND ExecutionStatus = 'Running'"
+        )
+        return [run async for run in running] == []
+
+    await _eventually(applied)
+    await _eventually(runs_ended)
+    async with b2c.sessions() as session:
+        deliveries = await session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(
+                WebhookDelivery.event_type == "esim.expiring",
+                WebhookDelivery.payload["data"]["iccid"].astext == esim["iccid"],
+            )
+        )
+    assert deliveries == 1
     expiring = [c for c in receiver.calls if c.json["type"] == "esim.expiring"]
     assert len(expiring) == 1
     data = expiring[0].json["data"]
