@@ -93,6 +93,8 @@ async def test_unknown_types_and_unknown_or_closed_workflows_are_recorded_and_ac
 
     await b2c.deliver(intent_event("payment_intent.succeeded", intent, metadata))
     await b2c.wait_for(f"/api/v1/orders/{order['id']}", headers, "COMPLETED")
+    # COMPLETED is written before the run has sent its news; the charge event must find the run closed.
+    await b2c.temporal.get_workflow_handle(f"order-{order['id']}").result()
     refunded = {
         "id": f"evt_{uuid.uuid4().hex[:20]}",
         "type": "charge.refunded",
