@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from temporalio.client import WorkflowExecutionStatus
 
 from tests.b2c.conftest import B2C, MailServer
 from tests.esims.conftest import GB, post_callback, record_history, usage_callback, vendor_esim
@@ -138,10 +140,11 @@ async def test_the_day_before_expiry_is_announced_once(b2c: B2C, receiver: Recei
     assert await watch.result() == "notified"  # a durable timer, visible in the Temporal UI
     await record_history(b2c, watch.id, "esim_expiry_notified")
 
-    # More usage, reporting the same expiry: once it is applied and every usage run has ended, there is
-    # still one notice (one delivery, one received call).
+    # More usage, reporting the same expiry: once it is applied and the usage runs it started (and the
+    # bundle's expiry watch) have ended, there is still one notice (one delivery, one received call).
     left = bundle.data_remaining_bytes
     assert left is not None
+    since = datetime.now(UTC).isoformat()
     await asyncio.to_thread(b2c.sim.admin.post, f"/esims/{esim['iccid']}/usage", json={"bytes": GB // 2})
 
     async def applied() -> bool:
@@ -151,13 +154,22 @@ async def test_the_day_before_expiry_is_announced_once(b2c: B2C, receiver: Recei
             )
         return now_left is not None and now_left < left
 
-    async def runs_ended() -> bool:
-        running = b2c.temporal.list_workflows(
-            "WorkflowType IN ('EsimUsage', 'EsimExpiry') AND ExecutionStatus = 'Running'"
+    async def usage_runs(query: str) -> int:
+        # Only the runs this report started: other tests leave expiry timers running on the server.
+        counted = await b2c.temporal.count_workflows(
+            f"WorkflowType = 'EsimUsage' AND StartTime > '{since}'{query}"
         )
-        return [run async for run in running] == []
+        return counted.count
+
+    async def ran() -> bool:
+        return await usage_runs("") >= 1
+
+    async def runs_ended() -> bool:
+        watch_done = (await watch.describe()).status is not WorkflowExecutionStatus.RUNNING
+        return watch_done and await usage_runs(" AND ExecutionStatus = 'Running'") == 0
 
     await _eventually(applied)
+    await _eventually(ran)
     await _eventually(runs_ended)
     async with b2c.sessions() as session:
         deliveries = await session.scalar(
