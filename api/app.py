@@ -115,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(codec.CodecCors, settings=settings)  # outermost: the Temporal UI's own CORS
     routers = (
+        # First: a request is matched against every route included before the one that takes it, and
+        # webhooks come in bursts. No other route's path starts with theirs, so no match changes.
+        webhooks.router,
         health.router,
         meta.router,
         auth.router,
@@ -142,7 +145,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_pricing.router,
         admin_invoices.router,
         vendor_invoices.router,
-        webhooks.router,
         codec.router,
     )
     for router in routers:

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Update, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -24,6 +23,7 @@ from ttelgo.errors import AppError
 from ttelgo.esimgo.callbacks import InvalidCallback, parse_usage_callback, verify_signature
 from ttelgo.models import Payment, Refund, WebhookEvent, WebhookEventStatus
 from ttelgo.payments import PaymentEvent, StripeEventError, parse_event, storable, verify_event
+from ttelgo.payments.webhook_rows import NewEvent, mark_delivered, record
 from workflows.esim_usage import EsimUsageWorkflow, usage_workflow_id
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -35,11 +35,6 @@ PAYMENT_SIGNAL = "payment_event"  # the order and top-up workflows both take Str
 
 # Built once: constructing and coercing a statement per event cost more CPU than executing it. The row's
 # values are bound at execution.
-_INSERT_ONCE = (
-    insert(WebhookEvent)
-    .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-    .returning(WebhookEvent.id)
-)
 _MARK = (
     update(WebhookEvent)
     .where(WebhookEvent.provider == bindparam("p"), WebhookEvent.event_id == bindparam("e"))
@@ -74,26 +69,15 @@ async def _record_once(
 ) -> Recorded:
     """Stores the event unless it is stored already, and says whether it still has to be handed on.
 
-    One statement, committed on its own (one round trip): the unique (provider, event_id) keeps it to one
-    row however many deliveries race. An event already known to be ignored is stored as IGNORED at once.
+    One statement, committed on its own (shared with the events recorded at the same time): the unique
+    (provider, event_id) keeps it to one row however many deliveries race. An event already known to be
+    ignored is stored as IGNORED at once.
     """
-    row = {
-        "provider": provider,
-        "event_id": event_id,
-        "event_type": event_type,
-        "payload": payload,
-        "target_workflow_id": target_workflow_id,
-    }
-    if ignored_because:
-        row |= {
-            "status": WebhookEventStatus.IGNORED,
-            "error": ignored_because,
-            "processed_at": datetime.now(UTC),
-        }
-    async with autocommit(request.app.state.engine) as connection:
-        inserted = (await connection.execute(_INSERT_ONCE, row)).scalar()
-        if inserted:
-            return Recorded.IGNORED if ignored_because else Recorded.HAND_ON
+    engine = request.app.state.engine
+    event = NewEvent(provider, event_id, event_type, payload, target_workflow_id, ignored_because)
+    if await record(engine, event):
+        return Recorded.IGNORED if ignored_because else Recorded.HAND_ON
+    async with autocommit(engine) as connection:
         earlier = (
             await connection.execute(
                 select(WebhookEvent.status, WebhookEvent.created_at, WebhookEvent.error).where(
@@ -249,7 +233,7 @@ async def stripe_event(request: Request) -> WebhookAck | JSONResponse:
             request, "stripe", event.event_id, WebhookEventStatus.IGNORED, f"workflow {target} closed"
         )
         return _ack(request, "stripe", WebhookOutcome.IGNORED, event.event_id)
-    await _mark(request, "stripe", event.event_id, WebhookEventStatus.DELIVERED)
+    await mark_delivered(request.app.state.engine, "stripe", event.event_id)
     return _ack(request, "stripe", WebhookOutcome.ACCEPTED, event.event_id)
 
 
