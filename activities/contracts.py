@@ -74,8 +74,6 @@ USAGE_ALERTS_PATCH = "esim-usage-alerts"  # usage runs that send the alerts thei
 REFRESH_ESIM = "esim.refresh"  # supplier queue: the eSIM and its bundles read from eSIM Go
 EXPIRY_PLAN = "esim.expiry_plan"  # local: when a bundle expires, as stored now
 CLAIM_EXPIRY_ALERT = "esim.claim_expiry_alert"  # local: the bundle's "expires tomorrow" alert, once
-# Runs that hand an alert to the outbox in one local activity that also marks it sent (`SEND_ALERT`).
-ALERT_DELIVERY_PATCH = "esim-alert-delivery"
 SEND_ALERT = "esim.send_alert"  # local: an alert's e-mail or webhook queued, and the alert marked sent
 RESEND_ALERTS = "esim.resend_alerts"  # housekeeping: alerts whose claiming run died before sending them
 ALERT_RESEND_PATCH = "housekeeping-alert-resend"
@@ -119,7 +117,20 @@ VOID_HOLD = "ledger.void_hold"
 PLACE_SUPPLIER_ORDER = "esimgo.place_order"
 FETCH_INSTALL_DETAILS = "esimgo.fetch_install_details"
 RELEASE_SUPPLIER_ORDER = "esimgo.release_order"  # a failed order's bought bundles back to our balance
-SUPPLIER_STEPS = frozenset({PLACE_SUPPLIER_ORDER, FETCH_INSTALL_DETAILS})  # retried for the order's budget
+# Orders waiting for eSIM Go are bought together: one multi-line supplier order, a line per order.
+PLACE_SUPPLIER_BATCH = "esimgo.place_batch"  # supplier queue: one eSIM Go order for a batch's orders
+ASK_FOR_PURCHASE = "esimgo.ask_for_purchase"  # local: an order's purchase request to its batcher
+SUPPLIER_BATCHING_PATCH = "supplier-batching"  # orders recorded before batching bought alone
+SUPPLIER_BATCHER_WORKFLOW = "SupplierOrders"
+PURCHASE_SIGNAL = "purchase"  # to the batcher: a PurchaseRequest
+ANSWER_SIGNAL = "supplier_purchase"  # back to the order: a PurchaseAnswer
+BATCH_REFUSED = "SupplierBatchRefused"  # eSIM Go refused a multi-line order outright: its lines go alone
+IN_DOUBT_ELSEWHERE = "SupplierCallInDoubtElsewhere"  # the order's row waits on another call's answer
+ORDER_NOT_BUYING = "OrderNotBuying"  # the order gave up on the supplier (it compensated): nothing is bought
+STOP_BUYING = "orders.stop_buying"  # local: before an order compensates, no call may buy for it any more
+MAX_BATCH_BUNDLES = 5  # eSIM Go answers an order of up to 5 bundles at once (larger ones complete later)
+# Retried for the order's time budget.
+SUPPLIER_STEPS = frozenset({PLACE_SUPPLIER_ORDER, PLACE_SUPPLIER_BATCH, FETCH_INSTALL_DETAILS})
 # Failures that stop an order for an operator instead of failing it: the supplier's data cannot be trusted.
 REFERENCE_LOST = "SupplierReferenceLost"  # eSIM Go no longer knows an order reference it gave us
 ICCID_CONFLICT = "IccidConflict"  # an ICCID we were given already belongs to another of our orders
@@ -161,6 +172,8 @@ class OrderInput(BaseModel):
     target_iccid: str | None = None
     # A vendor order's billing mode when placed, kept on the order for invoicing (older histories: None).
     billing_mode: BillingMode | None = None
+    # Bought in a multi-line supplier order with other waiting orders (ESIMGO_BATCH_ORDERS when placed).
+    supplier_batching: bool = False
 
     @property
     def total_minor(self) -> int:
@@ -194,6 +207,66 @@ class SupplierOrderRef(BaseModel):
     reference: str
     completed: bool
     esims: list[EsimInstall] = []  # small orders come back with their eSIMs; large ones are read later
+    line: int = 0  # the order's line in a multi-line supplier order (its eSIMs are that line's)
+
+
+class SupplierBatch(BaseModel):
+    """Orders bought together as one multi-line eSIM Go order, a line per order in this sequence."""
+
+    batch_id: uuid.UUID
+    order_ids: list[uuid.UUID]  # the activity reads what each buys from its order row
+
+
+class LineOutcome(BaseModel):
+    """One order's part of a batch: its supplier order (and eSIMs), or why not."""
+
+    order_id: uuid.UUID
+    ref: SupplierOrderRef | None = None
+    code: str | None = None
+    reason: str | None = None
+    # True: the order fails with it (its line refused, its budget spent); False: it buys alone.
+    final: bool = False
+
+
+class PurchaseRequest(BaseModel):
+    """An order workflow asks its supplier batcher to buy its line; the answer is signalled back."""
+
+    request_id: uuid.UUID  # a second request of the same run (an operator's retry) is a new one
+    order_id: uuid.UUID
+    quantity: int  # bundles: a call holds at most MAX_BATCH_BUNDLES
+    workflow_id: str  # the order's run to answer
+    deadline: datetime  # the order's supplier budget ends here
+    supplier_task_queue: str  # whose batcher: one per supplier account
+    batcher_task_queue: str  # where the batcher's workflow runs (the order's own queue)
+
+
+class PurchaseAnswer(BaseModel):
+    request_id: uuid.UUID
+    outcome: LineOutcome
+
+
+class BatcherState(BaseModel):
+    """A supplier batcher's input; requests still waiting carry over when its history starts afresh."""
+
+    supplier_task_queue: str
+    waiting: list[PurchaseRequest] = []
+    alone: list[uuid.UUID] = []  # waiting requests of a refused call, each to be sent on its own
+    # Tunables (a test, or an operator starting it by hand, may set them; they carry over).
+    max_in_flight: int = 4  # supplier calls out at once; more would only queue behind the supplier pacing
+    answers_per_run: int = 500  # then the history starts afresh (continue-as-new), carrying what waits
+    max_waiting: int = 1000  # more waiting are told to buy alone (bounds the history and what carries over)
+    idle_s: int = 600  # with nothing to do for this long the run ends; the next request starts another
+
+
+class BatcherStatus(BaseModel):
+    waiting: int
+    in_flight: int
+    answered: int  # in this run
+
+
+def batcher_workflow_id(supplier_task_queue: str) -> str:
+    """One batcher per supplier account, whose calls share the account's rate-limited queue."""
+    return f"supplier-orders-{supplier_task_queue}"
 
 
 class StoreEsims(BaseModel):
@@ -376,6 +449,8 @@ class UnclaimedSupplierOrder(BaseModel):
     created_at: datetime | None = None
     # The eSIM (row id) it put its bundle on when we held that eSIM already: a top-up's purchase.
     topup_of: uuid.UUID | None = None
+    # A multi-line supplier order's lines (bundle name, quantity), the first as above; empty: one line.
+    lines: list[tuple[str, int]] = []
 
 
 class SupplierOrderCase(BaseModel):

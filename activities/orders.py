@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text, update
@@ -16,6 +17,7 @@ from activities.contracts import (
     ICCID_CONFLICT,
     INCOMPLETE_DELIVERY,
     SET_ORDER_STATUS,
+    STOP_BUYING,
     STORE_ESIMS,
     OrderInput,
     StatusChange,
@@ -31,6 +33,17 @@ log = logging.getLogger(__name__)
 class OrderActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+
+    @activity.defn(name=STOP_BUYING)
+    async def stop_buying(self, order_id: uuid.UUID) -> None:
+        """Closes the order's row to supplier calls (a call's mark and send check it under the row lock), so
+        a late batch never buys for an order that has given its money back."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Order)
+                .where(Order.id == order_id, Order.supplier_closed_at.is_(None))
+                .values(supplier_closed_at=func.now())
+            )
 
     @activity.defn(name=CREATE_ORDER_RECORD)
     async def create_record(self, order: OrderInput) -> None:

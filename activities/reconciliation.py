@@ -6,8 +6,10 @@ record) commits in one transaction with its `audit_logs` row.
 - an eSIM Go order none of ours claims (a call that committed after we gave up): adopted by an order of
   ours that still waits for it (same bundle and quantity, older, PROVISIONING with its workflow still
   running, no reference, no eSIMs; one whose call is in doubt first), whose own workflow then picks it up;
-  otherwise its unused bundles are revoked with refundToBalance (used ones cannot be refunded and are
-  reported). A supplier order once revoked (or found used) is never adopted;
+  a multi-line one only by the very call that sent it (its rows, line by line, all still waiting with
+  their workflows running), for all of them at once; otherwise the unused bundles of every line are
+  revoked with refundToBalance (used ones cannot be refunded and are reported). A supplier order once
+  revoked (or found used) is never adopted;
 - Stripe: a succeeded PaymentIntent whose order or payment does not show the money (not paid, payment not
   succeeded, or the order FAILED without REFUND_FAILED) is reported, unless the order's workflow still runs
   (it is handling it); a refund made outside TTelGo (the Stripe dashboard) is recorded on the order and
@@ -33,6 +35,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -52,12 +55,20 @@ from activities.contracts import (
     SupplierOrderCase,
     UnclaimedSupplierOrder,
 )
-from activities.esimgo import CLOCK_SKEW, FINISHED, claim_supplier_order
+from activities.esimgo import (
+    CLOCK_SKEW,
+    FINISHED,
+    call_rows,
+    claim_supplier_lines,
+    esims_of_line,
+    is_purchase_of,
+    purchase_of,
+)
 from activities.ledger import book_card_refund
 from activities.refunds import follow_refunded_money, follows_refunds
 from activities.supplier_errors import as_application_error
 from ttelgo.audit import record_action
-from ttelgo.esimgo import EsimGoClient, SupplierError
+from ttelgo.esimgo import EsimGoClient, SupplierError, SupplierOrder
 from ttelgo.models import (
     TERMINAL_ORDER_STATES,
     AuditLog,
@@ -208,6 +219,7 @@ class ReconciliationActivities:
                 quantity=o.quantity,
                 created_at=o.created_at,
                 topup_of=next((held[e.iccid] for e in o.esims if e.iccid in held), None),
+                lines=[(line.bundle_name, line.quantity) for line in o.lines] if len(o.lines) > 1 else [],
             )
             for o in unclaimed
         ]
@@ -224,11 +236,11 @@ class ReconciliationActivities:
             settled = await _revoked_or_used(session, supplier.reference)
         if holder is not None:
             return CheckOutcome()  # claimed since it was listed (by its workflow, or by this very step)
-        if not settled:
-            adopted = await self._adopt(case)
-            if adopted is not None:
-                return adopted
         try:
+            if not settled:
+                adopted = await (self._adopt_call(case) if supplier.lines else self._adopt(case))
+                if adopted is not None:
+                    return adopted
             return await self._revoke(case)
         except SupplierError as exc:
             raise as_application_error(exc) from exc
@@ -259,6 +271,7 @@ class ReconciliationActivities:
                         Order.deleted_at.is_(None),
                         Order.created_at <= created + CLOCK_SKEW,
                         ~_has_esims(),
+                        _buying_alone(),
                     )
                     # False sorts first: a call in doubt (sent, no answer) is most likely this very one.
                     .order_by(Order.supplier_call_sent_at.is_(None), Order.created_at)
@@ -298,25 +311,17 @@ class ReconciliationActivities:
                     Order.status == WAITING_FOR_SUPPLIER,
                     Order.supplier_order_reference.is_(None),
                     ~_has_esims(),
+                    _buying_alone(),
                 )
                 .with_for_update()
             )
             # The claim is the supplier activities' own (one rule for who may hold a reference); it
             # runs in a savepoint of this transaction, so the audit row commits with it or not at all.
-            if order is None or not await claim_supplier_order(
-                _within(session), order.id, supplier.reference
+            if order is None or not await claim_supplier_lines(
+                _within(session), supplier.reference, {order.id: 0}
             ):
                 return None  # moved on meanwhile (or another order holds the reference): next one
-            record_action(
-                session,
-                actor=RECONCILIATION_ACTOR,
-                action="reconciliation.supplier_order.adopt",
-                target_type="order",
-                target_id=order.id,
-                before={"status": order.status.value, "supplier_order_reference": None},
-                after={"supplier_order_reference": supplier.reference},
-                reason="a supplier order placed for this order was never recorded (late commit or crash)",
-            )
+            _record_adoption(session, order, supplier.reference)
             new = await _finding(
                 session,
                 case.window,
@@ -329,25 +334,121 @@ class ReconciliationActivities:
         activity.logger.warning("adopted supplier order %s for order %s", supplier.reference, order_id)
         return _counted(FindingKind.SUPPLIER_ORDER_ADOPTED) if new else CheckOutcome()
 
+    async def _adopt_call(self, case: SupplierOrderCase) -> CheckOutcome | None:
+        """A multi-line supplier order is the answer to one call only: the one whose rows, line by line,
+        are its lines. Adopted for all of them at once when they all still wait for it and their workflows
+        run (each picks its line up on its next attempt); None otherwise (revoke it)."""
+        supplier = case.order
+        placed = await self.esimgo.get_order(supplier.reference)
+        created = supplier.created_at or case.window.settled_before
+        async with self.sessions() as session:
+            # Calls sent (and still in doubt) before the supplier order was created, as many rows as lines.
+            calls = list(
+                await session.scalars(
+                    select(Order.supplier_batch_id)
+                    .where(
+                        Order.supplier_batch_id.is_not(None),
+                        Order.supplier_call_sent_at.is_not(None),
+                        Order.supplier_call_sent_at <= created + CLOCK_SKEW,
+                        Order.supplier_order_reference.is_(None),
+                    )
+                    .group_by(Order.supplier_batch_id)
+                    .having(func.count() == len(placed.lines))
+                    .limit(ADOPT_CANDIDATES)
+                )
+            )
+            held = set(
+                await session.scalars(
+                    select(Esim.iccid).where(Esim.iccid.in_([e.iccid for e in placed.esims]))
+                )
+            )
+        client = activity.client()
+        for call_id in calls:
+            async with self.sessions() as session:
+                rows = list(await session.scalars(call_rows(call_id)))
+            if not _is_call_of(placed, rows, held):
+                continue
+            for row in rows:
+                activity.heartbeat(str(row.id))
+                if await _workflow_state(client, row.workflow_id) != WorkflowExecutionStatus.RUNNING.name:
+                    return None  # a line nobody would pick up: the bundles would never be delivered
+            try:
+                return await self._claim_call(case, placed, call_id, [r.id for r in rows])
+            except DBAPIError as exc:
+                if not _lock_not_available(exc):
+                    raise
+                return CheckOutcome(
+                    notes=[
+                        f"supplier order {supplier.reference}: the orders of call {call_id} that may adopt it "
+                        "were busy; left for the next run"
+                    ]
+                )
+        return None
+
+    async def _claim_call(
+        self, case: SupplierOrderCase, placed: SupplierOrder, call_id: uuid.UUID, order_ids: list[uuid.UUID]
+    ) -> CheckOutcome | None:
+        supplier = case.order
+        async with self.sessions() as session, session.begin():
+            await session.execute(text(f"SET LOCAL lock_timeout = '{int(ADOPT_LOCK_TIMEOUT_MS)}ms'"))
+            rows = list(
+                await session.scalars(
+                    select(Order)
+                    .where(
+                        Order.id.in_(order_ids),
+                        Order.status == WAITING_FOR_SUPPLIER,
+                        Order.deleted_at.is_(None),
+                        Order.supplier_closed_at.is_(None),
+                        ~_has_esims(),
+                    )
+                    .order_by(Order.id)
+                    .with_for_update()
+                )
+            )
+            rows.sort(key=lambda r: r.supplier_order_line)
+            # Still that call, line by line (each row's own step may have moved it on meanwhile)?
+            if not _is_call_of(placed, rows, held=set()) or any(r.supplier_batch_id != call_id for r in rows):
+                return None
+            lines = {r.id: r.supplier_order_line for r in rows}
+            if not await claim_supplier_lines(_within(session), supplier.reference, lines, call_id=call_id):
+                return None
+            for row in rows:
+                _record_adoption(session, row, supplier.reference, lines[row.id])
+            new = await _finding(
+                session,
+                case.window,
+                FindingKind.SUPPLIER_ORDER_ADOPTED,
+                FindingAction.ADOPTED,
+                supplier.reference,
+                order_id=rows[0].id,
+                detail=_supplier_detail(supplier)
+                | {"orders": [str(r.id) for r in rows], "call": str(call_id)},
+            )
+        activity.logger.warning("adopted supplier order %s for call %s", supplier.reference, call_id)
+        return _counted(FindingKind.SUPPLIER_ORDER_ADOPTED) if new else CheckOutcome()
+
     async def _revoke(self, case: SupplierOrderCase) -> CheckOutcome:
         supplier = case.order
         placed = await self.esimgo.get_order(supplier.reference)
         if not placed.completed:
             return CheckOutcome(notes=[f"supplier order {supplier.reference} still processing; next run"])
-        iccids = [e.iccid for e in placed.esims] or [
-            p.iccid for p in await self.esimgo.get_assignments(supplier.reference)
+        # Every line's eSIMs, each with its own line's bundle.
+        bought = [
+            (e.iccid, line.bundle_name)
+            for i, line in enumerate(placed.lines)
+            for e in await esims_of_line(self.esimgo, placed, i)
         ]
         revoked, used, already = [], [], []
-        for iccid in iccids:
+        for iccid, bundle_name in bought:
             activity.heartbeat(iccid)
-            bundles = [b for b in await self.esimgo.get_esim_bundles(iccid) if b.name == supplier.bundle_name]
+            bundles = [b for b in await self.esimgo.get_esim_bundles(iccid) if b.name == bundle_name]
             live = [b for b in bundles if b.state not in FINISHED]
             if any(b.state in USED_BUNDLE_STATES for b in live):
                 used.append(iccid)
             elif live:
                 if not revoked and await self._claimed(supplier.reference):
                     return CheckOutcome()  # an order's own retry took it meanwhile: it is theirs now
-                await self.esimgo.revoke_bundle(iccid, supplier.bundle_name, refund_to_balance=True)
+                await self.esimgo.revoke_bundle(iccid, bundle_name, refund_to_balance=True)
                 revoked.append(iccid)
             elif any(b.state == "revoked" for b in bundles):
                 already.append(iccid)
@@ -682,8 +783,43 @@ def _payment_problem(order: Order, payment: Payment | None, intent_id: str) -> s
     return None
 
 
+def _record_adoption(session: AsyncSession, order: Order, reference: str, line: int | None = None) -> None:
+    """The audit row of an adoption, in the claim's transaction (a line is named for a multi-line order)."""
+    after: dict[str, Any] = {"supplier_order_reference": reference}
+    if line is not None:
+        after["supplier_order_line"] = line
+    record_action(
+        session,
+        actor=RECONCILIATION_ACTOR,
+        action="reconciliation.supplier_order.adopt",
+        target_type="order",
+        target_id=order.id,
+        before={"status": order.status.value, "supplier_order_reference": None},
+        after=after,
+        reason="a supplier order placed for this order was never recorded (late commit or crash)",
+    )
+
+
 def _has_esims() -> Any:
     return select(Esim.id).where(Esim.order_id == Order.id).exists()
+
+
+def _buying_alone() -> Any:
+    """Still buying (its row not closed), and not in doubt in a call of several rows: such a call's
+    supplier order is adopted for all of its rows or none (`_adopt_call`), never a row on its own (the
+    call's own retry would then miss the rest of it and buy them again)."""
+    neighbour = aliased(Order)
+    in_a_larger_call = (
+        select(neighbour.id)
+        .where(
+            neighbour.supplier_batch_id == Order.supplier_batch_id,
+            neighbour.id != Order.id,
+            neighbour.supplier_call_sent_at.is_not(None),
+            neighbour.supplier_order_reference.is_(None),
+        )
+        .exists()
+    )
+    return Order.supplier_closed_at.is_(None) & (Order.supplier_call_sent_at.is_(None) | ~in_a_larger_call)
 
 
 def _lock_not_available(exc: DBAPIError) -> bool:
@@ -797,11 +933,21 @@ async def _order_payment(
 
 
 def _supplier_detail(supplier: UnclaimedSupplierOrder) -> dict[str, Any]:
-    return {
+    detail = {
         "bundle": supplier.bundle_name,
         "quantity": supplier.quantity,
         "supplier_created_at": supplier.created_at.isoformat() if supplier.created_at else None,
     }
+    if supplier.lines:
+        detail["lines"] = [{"bundle": name, "quantity": quantity} for name, quantity in supplier.lines]
+    return detail
+
+
+def _is_call_of(placed: SupplierOrder, rows: list[Order], held: set[str]) -> bool:
+    """`rows` (by line) are the call that placed `placed`: lines 0..n-1, each asking for its line."""
+    return [r.supplier_order_line for r in rows] == list(range(len(rows))) and is_purchase_of(
+        placed, [purchase_of(r) for r in rows], held=held
+    )
 
 
 def _money_snapshot(order: Order, payment: Payment) -> dict[str, Any]:

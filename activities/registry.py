@@ -22,6 +22,7 @@ from activities.payments import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
 from activities.supplier_balance import SupplierBalanceActivities
+from activities.supplier_batcher import ask_for_purchase
 from activities.webhooks import WebhookActivities
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo import EsimGoClient
@@ -94,6 +95,8 @@ async def build_activities(settings: Settings) -> ActivitySet:
             orders.create_record,
             orders.set_status,
             orders.store_esims,
+            orders.stop_buying,
+            ask_for_purchase,
             money.hold_funds,
             money.post_hold,
             money.void_hold,
@@ -126,6 +129,7 @@ async def build_activities(settings: Settings) -> ActivitySet:
         ],
         supplier=[
             supplier.place_order,
+            supplier.place_batch,
             supplier.fetch_install_details,
             supplier.release_order,
             supplier.revoke_bundles,

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from fastapi import Request, Response
 from sqlalchemy import ColumnElement, and_, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import OrderInput
+from activities.contracts import OrderInput, batcher_workflow_id
 from api.problems import Outage, outage_of, unavailable
 from api.schemas.orders import EsimOut, LiveProgress, OrderDetail, OrderOut
 from api.starting import start_with_update
@@ -49,13 +51,30 @@ async def live_progress(request: Request, order: Order) -> LiveProgress | None:
         async with asyncio.timeout(deadline.total_seconds()):
             progress = await handle.query(OrderWorkflow.status, rpc_timeout=deadline)
             pending = (await handle.describe(rpc_timeout=deadline)).raw_description.pending_activities
+            if not pending and order.status is OrderStatus.PROVISIONING:
+                pending = await _batch_calls(request, deadline)
     except (RPCError, RPCTimeoutOrCancelledError, TimeoutError, RuntimeError):  # RuntimeError: no connection
         return None  # the record alone is still a true answer
-    running = pending[0] if pending else None
+    running = max(pending, key=lambda p: p.attempt) if pending else None
     last_error = running.last_failure.message if running and running.HasField("last_failure") else None
     return LiveProgress(
         step=progress.step, attempts=running.attempt if running else None, last_error=last_error
     )
+
+
+async def _batch_calls(request: Request, deadline: timedelta) -> Sequence[PendingActivityInfo]:
+    """An order bought with others waits on its supplier batcher's calls: their attempts and last error are
+    the order's (the calls in flight meet the same supplier)."""
+    batcher = batcher_workflow_id(request.app.state.settings.esimgo_task_queue)
+    try:
+        described = await request.app.state.temporal.get_workflow_handle(batcher).describe(
+            rpc_timeout=deadline
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return described.raw_description.pending_activities
 
 
 def esim_out(esim: Esim, base_path: str) -> EsimOut:

@@ -56,6 +56,7 @@ def _order_input(
         wholesale_unit_minor=bundle.wholesale_minor,
         supplier_task_queue=settings.esimgo_task_queue,
         supplier_retry_budget_s=settings.supplier_retry_budget_s,
+        supplier_batching=settings.esimgo_batch_orders,
         kind=OrderKind.TOPUP if target_iccid else OrderKind.ORDER,
         target_iccid=target_iccid,
         **by_channel,

@@ -10,6 +10,7 @@ from datetime import UTC
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
@@ -17,6 +18,7 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
+from activities.contracts import ANSWER_SIGNAL, PLACE_SUPPLIER_BATCH, LineOutcome, PurchaseAnswer
 from api.schemas.admin_orders import TimelineEntry
 from ttelgo.models import AuditLog, Order, Refund
 
@@ -101,7 +103,10 @@ async def _entry(
             "error": await _message(failed.failure, converter),
         }
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-        return "signal", {"name": event.workflow_execution_signaled_event_attributes.signal_name}
+        signaled = event.workflow_execution_signaled_event_attributes
+        if signaled.signal_name == ANSWER_SIGNAL:
+            return await _purchase_answer(signaled.input, converter)
+        return "signal", {"name": signaled.signal_name}
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
         name = event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
         return "update", {"name": name}
@@ -113,6 +118,23 @@ async def _entry(
         failure = event.workflow_execution_failed_event_attributes.failure
         return "workflow failed", {"error": await _message(failure, converter)}
     return None
+
+
+async def _purchase_answer(payloads: Payloads, converter: DataConverter) -> tuple[str, dict[str, Any]]:
+    """The supplier batcher's answer: the order's supplier step ran in the batcher's workflow, so its
+    failure shows here as the order's own would."""
+    try:
+        [answer] = await converter.decode(payloads.payloads, [PurchaseAnswer])
+    except (ValueError, InvalidTag):  # a key no longer configured
+        return "signal", {"name": ANSWER_SIGNAL}
+    outcome: LineOutcome = answer.outcome
+    if outcome.ref is not None:
+        return "signal", {
+            "name": ANSWER_SIGNAL,
+            "supplier_order": outcome.ref.reference,
+            "line": outcome.ref.line,
+        }
+    return "step failed", {"step": PLACE_SUPPLIER_BATCH, "error": f"{outcome.code}: {outcome.reason}"}
 
 
 async def _message(failure: Failure, converter: DataConverter) -> str:

@@ -35,7 +35,7 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
         "supplier",
         "invoicing",
     }
-    assert len(WORKFLOWS) == 13
+    assert len(WORKFLOWS) == 14
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     esimgo_api_key: str | None = None
     # The supplier allows 10 requests/s per client; each process keeps under this.
     esimgo_max_requests_per_second: float = Field(default=8.0, ge=0)
+    # Orders waiting for eSIM Go are bought together, a line per order in one supplier order (≤ 5 bundles).
+    esimgo_batch_orders: bool = True
     # How long one eSIM Go call may take before we stop waiting for its answer.
     esimgo_timeout_seconds: float = Field(default=15, gt=0)
     # The longest eSIM Go may still carry out an order call after we stopped waiting for its answer: a

@@ -11,10 +11,9 @@ CANCELED; a permanent supplier failure after payment is refunded through Stripe 
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -22,11 +21,14 @@ from temporalio.exceptions import TimeoutError as StepTimedOut
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
+        ANSWER_SIGNAL,
+        ASK_FOR_PURCHASE,
         BOOK_SUPPLIER_COST,
         CREATE_ORDER_RECORD,
         FETCH_INSTALL_DETAILS,
         HOLD_FUNDS,
         LOW_BALANCE_PATCH,
+        MAX_BATCH_BUNDLES,
         NEEDS_OPERATOR,
         NOTIFICATION_PATCH,
         PLACE_SUPPLIER_ORDER,
@@ -36,15 +38,20 @@ with workflow.unsafe.imports_passed_through():
         REFUND_PAYMENT,
         RELEASE_SUPPLIER_ORDER,
         SET_ORDER_STATUS,
+        STOP_BUYING,
         STORE_ESIMS,
+        SUPPLIER_BATCHING_PATCH,
         SUPPLIER_COST_PATCH,
         SUPPLIER_STEPS,
         VOID_HOLD,
         EsimInstall,
+        LineOutcome,
         MailTemplate,
         Notify,
         OrderInput,
         PostedHold,
+        PurchaseAnswer,
+        PurchaseRequest,
         RefundRequest,
         StatusChange,
         StoreEsims,
@@ -53,6 +60,13 @@ with workflow.unsafe.imports_passed_through():
     from ttelgo.models.orders import Channel, OrderStatus
     from ttelgo.payments import PaymentEvent
     from workflows.notification import notify
+    from workflows.order_types import (
+        UNPAID,
+        Acceptance,
+        OperatorAction,
+        OperatorDecision,
+        OrderProgress,
+    )
     from workflows.payment import STRIPE_CALL, CardPayment, Settlement
     from workflows.webhook_delivery import emit_webhook
 
@@ -65,6 +79,8 @@ BUNDLE_NAME = SearchAttributeKey.for_keyword("BundleName")
 # Database and ledger steps are short and idempotent: local activities, without a task-queue round trip.
 LOCAL_STEP = {"start_to_close_timeout": timedelta(seconds=30)}
 MIN_STEP_BUDGET = timedelta(minutes=1)
+# How long past its budget an order waits for its batcher's answer before it buys alone.
+BATCH_ANSWER_GRACE = timedelta(minutes=2)
 RELEASE_BUNDLES_PATCH = "release-bought-bundles"  # histories recorded before it did not return bundles
 # Transient supplier faults are retried until the order's time budget is spent, not for a number of
 # attempts; a supplier's Retry-After only ever lengthens these waits (activities/supplier_errors.py).
@@ -94,46 +110,6 @@ def search_attributes(order: OrderInput, status: OrderStatus) -> TypedSearchAttr
     return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in values.items()])
 
 
-UNPAID = (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING, OrderStatus.PAYMENT_FAILED)
-
-
-class OperatorAction(StrEnum):
-    RETRY = "retry"  # provision again (e.g. once the supplier has corrected its data)
-    GIVE_UP = "give_up"  # fail the order: the wallet hold is voided, a card payment refunded
-
-
-class OperatorDecision(BaseModel):
-    action: OperatorAction
-    actor: str = Field(max_length=100)
-    reason: str = Field(max_length=1000)
-
-
-class Acceptance(BaseModel):
-    """Whether the order got past its money check (B2B: the hold; B2C: an open PaymentIntent)."""
-
-    accepted: bool
-    code: str | None = None
-    detail: str | None = None
-    payment_intent_id: str | None = None
-
-
-class OrderProgress(BaseModel):
-    status: OrderStatus
-    step: str
-    accepted: bool | None = None  # None until the money check is done
-    failure_code: str | None = None
-    failure_reason: str | None = None
-    payment_intent_id: str | None = None
-
-    def acceptance(self) -> Acceptance:
-        return Acceptance(
-            accepted=bool(self.accepted),
-            code=self.failure_code,
-            detail=self.failure_reason,
-            payment_intent_id=self.payment_intent_id,
-        )
-
-
 @workflow.defn(name="Order")
 class OrderWorkflow:
     @workflow.init
@@ -143,6 +119,9 @@ class OrderWorkflow:
         self._progress = OrderProgress(status=OrderStatus.CREATED, step="recording the order")
         self._decision: OperatorDecision | None = None
         self._declines = 0
+        self._purchase_request: uuid.UUID | None = None
+        self._batched = False  # asked a batcher: a late call of it may still buy until the row is closed
+        self._purchase: LineOutcome | None = None
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderProgress:
@@ -191,6 +170,8 @@ class OrderWorkflow:
                         "OPERATOR_GAVE_UP",
                         f"{reason}; given up by {decision.actor}: {decision.reason}",
                     )
+                if self._batched:  # no call may buy for it once its money is given back
+                    await workflow.execute_local_activity(STOP_BUYING, order.order_id, **LOCAL_STEP)
                 await self._give_money_back(code, reason)
                 await self._release_bought_bundles()
                 return
@@ -307,6 +288,12 @@ class OrderWorkflow:
     def payment_event(self, event: PaymentEvent) -> None:
         self._payment.on_event(event)
 
+    @workflow.signal(name=ANSWER_SIGNAL)
+    def supplier_purchase(self, answer: PurchaseAnswer) -> None:
+        """The batcher's answer to this run's latest purchase request (an earlier one's is stale)."""
+        if answer.request_id == self._purchase_request:
+            self._purchase = answer.outcome
+
     @workflow.query
     def status(self) -> OrderProgress:
         return self._progress
@@ -385,16 +372,7 @@ class OrderWorkflow:
 
     async def _provision(self, deadline: datetime) -> list[EsimInstall]:
         """Buys (or finds) the order's eSIMs and stores them; supplier faults are retried until `deadline`."""
-        ref: SupplierOrderRef = await workflow.execute_activity(
-            PLACE_SUPPLIER_ORDER,
-            self._order,
-            result_type=SupplierOrderRef,
-            task_queue=self._order.supplier_task_queue,
-            start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=max(deadline - workflow.now(), MIN_STEP_BUDGET),
-            heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=SUPPLIER_RETRIES,
-        )
+        ref = await self._buy(deadline)
         esims = ref.esims
         if len(esims) < self._order.quantity:  # the supplier finishes large orders later
             self._progress.step = "reading the install details"
@@ -416,6 +394,58 @@ class OrderWorkflow:
         )
         await workflow.execute_local_activity(STORE_ESIMS, batch, **LOCAL_STEP)
         return esims
+
+    async def _buy(self, deadline: datetime) -> SupplierOrderRef:
+        """The order's supplier order: bought with other waiting orders as one multi-line supplier order
+        where it can be (eSIM Go's request limit then bounds calls, not orders), else alone."""
+        order = self._order
+        if (
+            order.supplier_batching
+            and order.quantity <= MAX_BATCH_BUNDLES
+            and workflow.patched(SUPPLIER_BATCHING_PATCH)
+        ):
+            bought = await self._buy_in_batch(deadline)
+            if bought is not None:
+                return bought
+        return await workflow.execute_activity(
+            PLACE_SUPPLIER_ORDER,
+            self._order,
+            result_type=SupplierOrderRef,
+            task_queue=self._order.supplier_task_queue,
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=max(deadline - workflow.now(), MIN_STEP_BUDGET),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=SUPPLIER_RETRIES,
+        )
+
+    async def _buy_in_batch(self, deadline: datetime) -> SupplierOrderRef | None:
+        """Asks the supplier batcher; None when the order must buy alone (its row waits on another call's
+        answer, or the batcher did not answer in time). A refusal of its line or a spent budget fails it."""
+        request = PurchaseRequest(
+            request_id=workflow.uuid4(),
+            order_id=self._order.order_id,
+            quantity=self._order.quantity,
+            workflow_id=workflow.info().workflow_id,
+            deadline=deadline,
+            supplier_task_queue=self._order.supplier_task_queue,
+            batcher_task_queue=workflow.info().task_queue,
+        )
+        self._batched = True
+        self._purchase_request, self._purchase = request.request_id, None
+        await workflow.execute_local_activity(ASK_FOR_PURCHASE, request, **LOCAL_STEP)
+        wait = max(deadline - workflow.now(), MIN_STEP_BUDGET) + BATCH_ANSWER_GRACE
+        try:
+            await workflow.wait_condition(lambda: self._purchase is not None, timeout=wait)
+        except TimeoutError:
+            workflow.logger.warning("no answer from the supplier batcher: buying alone")
+            return None
+        outcome = self._purchase
+        assert outcome is not None
+        if outcome.ref is not None:
+            return outcome.ref
+        if outcome.final:
+            raise ApplicationError(outcome.reason or "", type=outcome.code, non_retryable=True)
+        return None
 
     @property
     def _retry_budget(self) -> timedelta:

@@ -11,6 +11,7 @@ from workflows.order import OrderWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.supplier_balance import SupplierBalanceWorkflow
+from workflows.supplier_orders import SupplierOrdersWorkflow
 from workflows.topup import TopupWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -26,6 +27,7 @@ WORKFLOWS: list[type] = [
     ReconciliationWorkflow,
     RefundWorkflow,
     SupplierBalanceWorkflow,
+    SupplierOrdersWorkflow,
     TopupWorkflow,
     WebhookDeliveryWorkflow,
 ]

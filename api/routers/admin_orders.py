@@ -269,11 +269,13 @@ async def retry_order(
             customer_reference=order.customer_reference,
             supplier_task_queue=settings.esimgo_task_queue,
             supplier_retry_budget_s=settings.supplier_retry_budget_s,
+            supplier_batching=settings.esimgo_batch_orders,
         )
         # The failed attempt holds no supplier order. A call of it still in doubt stays marked, so the new
         # attempt looks for what it may have bought before buying.
         order.workflow_id, order.status = retry.workflow_id, OrderStatus.CREATED
         order.provisioning_started_at = order.failure_code = order.failure_reason = None
+        order.supplier_closed_at = None  # the new attempt buys again
         _audit(session, request, admin, "order.retry", order.id, before, _snapshot(order), body.reason)
         await session.flush()  # a row the database refuses stops the retry before the workflow starts
         try:

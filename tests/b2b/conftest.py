@@ -105,6 +105,14 @@ class B2B:
             headers={**vendor.headers, "Idempotency-Key": key or str(uuid.uuid4())},
         )
 
+    async def wholesale(self, bundle: str = BUNDLE) -> int:
+        """What eSIM Go charges us for one (a vendor with markup 0 pays this)."""
+        client = self.sim.client()
+        try:
+            return (await client.get_bundle(bundle)).price_minor
+        finally:
+            await client.aclose()
+
     async def wallet(self, vendor: VendorHandle) -> dict[str, int]:
         response = await self.api.get("/api/v1/vendor/wallet", headers=vendor.headers)
         assert response.status_code == 200, response.text

@@ -19,20 +19,12 @@ async def _price(b2b: B2B) -> int:
     return (await b2b.api.get(f"/api/v1/catalogue/bundles/{BUNDLE}")).json()["price"]["amount_minor"]
 
 
-async def _wholesale(b2b: B2B) -> int:
-    client = b2b.sim.client()
-    try:
-        return (await client.get_bundle(BUNDLE)).price_minor
-    finally:
-        await client.aclose()
-
-
 async def test_order_completes_with_esims_and_debits_the_vendor_price(b2b: B2B) -> None:
     vendor = await b2b.new_vendor(balance=10_000, markup_bps=1000)
     response = await b2b.order(vendor, quantity=2, customer_reference="trip-42")
     assert response.status_code == 201, response.text
     order = response.json()
-    unit = -(-(await _wholesale(b2b)) * 11_000 // 10_000)  # wholesale + the vendor's 10 % markup
+    unit = -(-(await b2b.wholesale()) * 11_000 // 10_000)  # wholesale + the vendor's 10 % markup
     assert order["status"] == "COMPLETED" and order["unit_price_minor"] == unit
     assert order["total_minor"] == 2 * unit and order["customer_reference"] == "trip-42"
     assert len(order["esims"]) == 2
@@ -86,7 +78,7 @@ async def test_without_waiting_the_order_is_202_and_can_be_polled(b2b: B2B) -> N
 
 
 async def test_insufficient_funds_is_402_and_holds_nothing(b2b: B2B) -> None:
-    price = await _wholesale(b2b)
+    price = await b2b.wholesale()
     vendor = await b2b.new_vendor(balance=price - 1)
     response = await b2b.order(vendor)
     assert response.status_code == 402

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,15 @@ import httpx
 from ttelgo.esimgo import mapping
 from ttelgo.esimgo.errors import PermanentReason, SupplierPermanentError, SupplierRetryableError
 from ttelgo.esimgo.pacing import RequestPacer
-from ttelgo.esimgo.types import Bundle, BundleUsage, CataloguePage, EsimProfile, Organisation, SupplierOrder
+from ttelgo.esimgo.types import (
+    Bundle,
+    BundleUsage,
+    CataloguePage,
+    EsimProfile,
+    Organisation,
+    PurchaseLine,
+    SupplierOrder,
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 NOT_PROCESSED = frozenset({429, 503})  # statuses that say the supplier did not act on the request
@@ -161,15 +169,18 @@ class EsimGoClient:
     async def create_order(
         self, bundle_name: str, quantity: int, *, validate_only: bool = False, iccids: list[str] | None = None
     ) -> SupplierOrder:
-        item: dict[str, Any] = {
-            "type": "bundle",
-            "quantity": quantity,
-            "item": bundle_name,
-            "allowReassign": False,
+        line = PurchaseLine(bundle_name=bundle_name, quantity=quantity, iccids=tuple(iccids or ()))
+        return await self.create_order_lines([line], validate_only=validate_only)
+
+    async def create_order_lines(
+        self, lines: Sequence[PurchaseLine], *, validate_only: bool = False
+    ) -> SupplierOrder:
+        """One supplier order of several lines: eSIM Go places all of them or none."""
+        body = {
+            "type": "validate" if validate_only else "transaction",
+            "assign": True,
+            "order": [mapping.order_item(line) for line in lines],
         }
-        if iccids:
-            item["iccids"] = iccids
-        body = {"type": "validate" if validate_only else "transaction", "assign": True, "order": [item]}
         response = await self._request("POST", "/orders", json=body)
         return mapping.supplier_order(response.json())
 

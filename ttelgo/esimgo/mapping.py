@@ -13,7 +13,9 @@ from ttelgo.esimgo.types import (
     Country,
     EsimProfile,
     Organisation,
+    PurchaseLine,
     SupplierOrder,
+    SupplierOrderLine,
 )
 from ttelgo.money import to_minor
 
@@ -77,8 +79,6 @@ def esim_profile(raw: dict[str, Any]) -> EsimProfile:
 
 
 def supplier_order(raw: dict[str, Any]) -> SupplierOrder:
-    lines = raw.get("order") or []
-    line = lines[0] if lines else {}
     status = str(raw.get("status", "")).lower()
     return SupplierOrder(
         reference=str(raw.get("orderReference", "")),
@@ -86,11 +86,29 @@ def supplier_order(raw: dict[str, Any]) -> SupplierOrder:
         completed=status == "completed",
         total_minor=to_minor(Decimal(str(raw.get("total", 0))), raw.get("currency") or SUPPLIER_CURRENCY),
         currency=raw.get("currency") or SUPPLIER_CURRENCY,
-        bundle_name=str(line.get("item", "")),
-        quantity=int(line.get("quantity", 0)),
-        esims=tuple(esim_profile(e) for ln in lines for e in (ln.get("esims") or [])),
+        lines=tuple(
+            SupplierOrderLine(
+                bundle_name=str(line.get("item", "")),
+                quantity=int(line.get("quantity", 0)),
+                esims=tuple(esim_profile(e) for e in line.get("esims") or []),
+            )
+            for line in raw.get("order") or []
+        ),
         created_at=_timestamp(raw.get("createdDate")),
     )
+
+
+def order_item(line: PurchaseLine) -> dict[str, Any]:
+    """A line of `POST /orders`: never reassignable, and a top-up names the eSIMs it goes on."""
+    item: dict[str, Any] = {
+        "type": "bundle",
+        "quantity": line.quantity,
+        "item": line.bundle_name,
+        "allowReassign": False,
+    }
+    if line.iccids:
+        item["iccids"] = list(line.iccids)
+    return item
 
 
 def _timestamp(value: Any) -> datetime | None:

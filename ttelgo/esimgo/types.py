@@ -56,16 +56,41 @@ class EsimProfile(_Frozen):
         return f"LPA:1${self.smdp_address}${self.matching_id}"
 
 
+class PurchaseLine(_Frozen):
+    """One line of an order we send: a bundle, how many, and for a top-up the eSIMs of ours it goes on."""
+
+    bundle_name: str
+    quantity: int
+    iccids: tuple[str, ...] = ()
+
+
+class SupplierOrderLine(_Frozen):
+    bundle_name: str
+    quantity: int
+    esims: tuple[EsimProfile, ...] = ()  # the eSIMs this line assigned (absent while the order processes)
+
+
 class SupplierOrder(_Frozen):
     reference: str
     status: str
     completed: bool
     total_minor: int
     currency: str
-    bundle_name: str
-    quantity: int
-    esims: tuple[EsimProfile, ...]
+    lines: tuple[SupplierOrderLine, ...]
     created_at: datetime | None = None
+
+    # A one-line order's bundle, quantity and eSIMs, as callers that buy one line at a time read them.
+    @property
+    def bundle_name(self) -> str:
+        return self.lines[0].bundle_name if self.lines else ""
+
+    @property
+    def quantity(self) -> int:
+        return self.lines[0].quantity if self.lines else 0
+
+    @property
+    def esims(self) -> tuple[EsimProfile, ...]:
+        return tuple(e for line in self.lines for e in line.esims)
 
 
 class BundleUsage(_Frozen):

@@ -7,7 +7,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -126,10 +136,11 @@ class Order(Timestamps, SoftDelete, Base):
             "created_at",
             postgresql_where=text("target_iccid IS NOT NULL"),
         ),
-        # A supplier order belongs to one of our orders: reconciliation after a crash relies on this.
+        # A supplier order's line belongs to one of our orders: reconciliation after a crash relies on this.
         Index(
-            "uq_orders_supplier_order_reference",
+            "uq_orders_supplier_order_reference_line",
             "supplier_order_reference",
+            "supplier_order_line",
             unique=True,
             postgresql_where=text("supplier_order_reference IS NOT NULL"),
         ),
@@ -160,6 +171,12 @@ class Order(Timestamps, SoftDelete, Base):
     # When a supplier order call was sent that has no definite answer yet (timeout, crash): until the
     # supplier can have committed it, a retry must not buy again.
     supplier_call_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The supplier call (one eSIM Go order, a line per order) this order's line was last sent in, and its
+    # line there: a call in doubt is looked for by its whole composition. Orders before batching: line 0.
+    supplier_batch_id: Mapped[uuid.UUID | None] = mapped_column()
+    supplier_order_line: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    # When the order gave up on the supplier (before giving its money back): no call may buy for it after.
+    supplier_closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(String(1000))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

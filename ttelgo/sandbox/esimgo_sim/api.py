@@ -97,7 +97,7 @@ async def create_order(sim: Sim, body: OrderRequest) -> dict[str, Any]:
         sim.stats.validations += 1
         return views.validation(priced)
     order = sim.state.place(priced)
-    sim.stats.record_order({line.bundle.name: line.quantity for line in priced.lines})
+    sim.stats.record_order([(line.bundle.name, line.quantity) for line in priced.lines])
     if sim.is_async(order.bundle_count):
         sim.complete_later(order)
     else:

@@ -14,14 +14,18 @@ class SimStats:
         self.faults: Counter[str] = Counter()
         self.rate_limited = 0
         self.transactions = 0
+        self.order_lines = 0
         self.validations = 0
         self.bundles_ordered: Counter[str] = Counter()
         self.callbacks_attempted = 0
         self.callbacks_delivered = 0
 
-    def record_order(self, quantities: dict[str, int]) -> None:
+    def record_order(self, lines: list[tuple[str, int]]) -> None:
+        """One transaction of `lines` (bundle name, quantity); a name may come on several lines."""
         self.transactions += 1
-        self.bundles_ordered.update(quantities)
+        self.order_lines += len(lines)
+        for name, quantity in lines:
+            self.bundles_ordered[name] += quantity
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -31,6 +35,7 @@ class SimStats:
             "rate_limited": self.rate_limited,
             "orders": {
                 "transactions": self.transactions,
+                "lines": self.order_lines,
                 "validations": self.validations,
                 "bundles_ordered": sum(self.bundles_ordered.values()),
                 "by_bundle": dict(self.bundles_ordered),
