@@ -226,8 +226,8 @@ class SupplierActivities:
         if to_send:
             try:
                 outcomes |= await self._send(to_send, call_id or uuid.uuid4())
-            except SupplierPermanentError as exc:
-                if call_id is None or len(to_send) > 1:
+            except SupplierPermanentError as exc:  # one line sent (more would be BATCH_REFUSED)
+                if call_id is None:
                     raise
                 # The one line sent from a batch was refused: its order's answer, not its neighbours'.
                 refused = as_application_error(exc)
@@ -235,19 +235,23 @@ class SupplierActivities:
                 outcomes[row.order_id] = LineOutcome(
                     order_id=row.order_id, code=refused.type, reason=refused.message, final=True
                 )
-        bought = [i for i in order_ids if outcomes[i].ref is not None]
-        for order_id in await self._closed_meanwhile(bought):
-            outcomes[order_id] = _not_buying(order_id)
+        references = {o.ref.reference for o in outcomes.values() if o.ref is not None}
+        for order_id in await self._closed_meanwhile(references):
+            if order_id in outcomes:
+                outcomes[order_id] = _not_buying(order_id)
         return [outcomes[i] for i in order_ids]
 
-    async def _closed_meanwhile(self, order_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-        """Orders that closed their row while this attempt bought for them: their lines go back at once."""
-        if not order_ids:
+    async def _closed_meanwhile(self, references: set[str]) -> list[uuid.UUID]:
+        """Orders that closed their row while a call bought for them (this attempt's, or a neighbour's
+        that adopted the whole call): their lines go back at once."""
+        if not references:
             return []
         async with self.sessions() as session:
             closed = list(
                 await session.scalars(
-                    select(Order.id).where(Order.id.in_(order_ids), Order.supplier_closed_at.is_not(None))
+                    select(Order.id).where(
+                        Order.supplier_order_reference.in_(references), Order.supplier_closed_at.is_not(None)
+                    )
                 )
             )
         await self._return_closed(closed)
@@ -256,12 +260,22 @@ class SupplierActivities:
     async def _return_closed(self, order_ids: list[uuid.UUID]) -> None:
         """Lines bought for orders that gave up meanwhile (a call sent before the order closed its row,
         answered after): returned to eSIM Go here, since the order's own release may have run already.
-        Best effort: a failure is logged for operators, never failing the neighbours' call."""
+        A failure never fails the neighbours' call: it becomes a finding for an operator (and is tried
+        again whenever a call meets the row)."""
         for order_id in order_ids:
             try:
                 await self.release_order(order_id)
             except (SupplierError, ApplicationError) as exc:
                 activity.logger.error("order %s gave up; its bought line not returned: %s", order_id, exc)
+                async with self.sessions() as session, session.begin():
+                    await operator_findings.report(
+                        session,
+                        "supplier-batch",
+                        FindingKind.BOUGHT_LINE_NOT_RETURNED,
+                        str(order_id),
+                        order_id=order_id,
+                        detail={"reason": str(exc)[:500]},
+                    )
 
     async def _lock(self, order_ids: list[uuid.UUID], now: datetime) -> list[_Row]:
         """The rows as they are (locked in id order, so two calls over shared rows never deadlock)."""

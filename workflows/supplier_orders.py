@@ -166,14 +166,19 @@ class SupplierOrdersWorkflow:
             if refused:
                 workflow.logger.warning("supplier refused a call of %d orders: each goes alone", len(batch))
                 self._alone.update(r.request_id for r in batch)
-                self._waiting[:0] = batch
+                self._requeue(batch)
                 return []
             code, reason = failure_reason(failure)
             spent = [r for r in batch if code != BUDGET_SPENT or r.deadline <= workflow.now()]
-            self._waiting[:0] = [r for r in batch if r not in spent]
+            self._requeue([r for r in batch if r not in spent])
             return [
                 (r, LineOutcome(order_id=r.order_id, code=code, reason=reason, final=True)) for r in spent
             ]
+
+    def _requeue(self, requests: list[PurchaseRequest]) -> None:
+        """Back to the front, unless their order has asked again meanwhile (its newest request stands)."""
+        asked_again = {r.order_id for r in self._waiting}
+        self._waiting[:0] = [r for r in requests if r.order_id not in asked_again]
 
     async def _answer(self, request: PurchaseRequest, outcome: LineOutcome) -> None:
         self._alone.discard(request.request_id)

@@ -3,6 +3,7 @@ one, and read the audit trail that every one of these actions writes."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -45,6 +46,8 @@ from workflows.order import (
     order_workflow_id,
     search_attributes,
 )
+
+RUN_END_WAIT = timedelta(seconds=5)  # a retry waits this long for the failed attempt's run to end
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin: orders"])
 RESOLVE_DEADLINE = timedelta(seconds=10)
@@ -254,6 +257,10 @@ async def retry_order(
                 f"this order bought supplier order {order.supplier_order_reference}, returned when it "
                 "failed; place a new order instead",
             )
+        if not await _ended(request, order.workflow_id):  # it may still be returning bought bundles
+            raise AppError(
+                "ORDER_INVALID_STATE", "the failed attempt is still finishing; retry once it has ended"
+            )
         before = _snapshot(order)
         attempt = attempt_of(order.workflow_id) + 1
         retry = OrderInput(
@@ -292,6 +299,27 @@ async def retry_order(
         except (RPCError, RuntimeError) as exc:
             raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
     return AdminOrderOut.model_validate(order)
+
+
+async def _ended(request: Request, workflow_id: str, within: timedelta = RUN_END_WAIT) -> bool:
+    """Whether the order's run has ended, waiting up to `within` (a failed run's last steps follow its
+    FAILED status: the vendor's webhook, returning what it bought)."""
+    handle = request.app.state.temporal.get_workflow_handle(workflow_id)
+    deadline = asyncio.get_running_loop().time() + within.total_seconds()
+    while True:
+        try:
+            described = await handle.describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:  # past retention: long ended
+                return True
+            raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
+        except RuntimeError as exc:  # the lazy client cannot connect
+            raise AppError("SERVICE_UNAVAILABLE", "Temporal is unreachable; nothing changed") from exc
+        if described.status is not WorkflowExecutionStatus.RUNNING:
+            return True
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.2)
 
 
 @router.post(

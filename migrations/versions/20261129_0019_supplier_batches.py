@@ -22,6 +22,26 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _WHERE = sa.text("supplier_order_reference IS NOT NULL")
+_IN_DOUBT = sa.text("supplier_call_sent_at IS NOT NULL")
+_KINDS = (
+    "SUPPLIER_ORDER_ADOPTED",
+    "SUPPLIER_ORDER_REVOKED",
+    "SUPPLIER_BUNDLE_USED",
+    "PAYMENT_NOT_RECORDED",
+    "EXTERNAL_REFUND_RECORDED",
+    "EXTERNAL_REFUND_UNRECORDABLE",
+    "DISPUTE",
+    "ORDER_STUCK",
+    "TOPUP_BUNDLE_NOT_REVOKED",
+)
+_NEW_KIND = "BOUGHT_LINE_NOT_RETURNED"
+_KIND_CHECK = "ck_reconciliation_findings_findingkind"  # named by 0006 (the enum check)
+
+
+def _kind_check(kinds: Sequence[str]) -> None:
+    op.drop_constraint(op.f(_KIND_CHECK), "reconciliation_findings", type_="check")
+    listed = ", ".join(f"'{k}'" for k in kinds)
+    op.create_check_constraint(op.f(_KIND_CHECK), "reconciliation_findings", f"kind IN ({listed})")
 
 
 def upgrade() -> None:
@@ -31,6 +51,11 @@ def upgrade() -> None:
         sa.Column("supplier_order_line", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
     )
     op.add_column("orders", sa.Column("supplier_closed_at", sa.DateTime(timezone=True), nullable=True))
+    # A call in doubt is read by its id (its composition), by the batch activity and reconciliation.
+    op.create_index(
+        "ix_orders_supplier_call_in_doubt", "orders", ["supplier_batch_id"], postgresql_where=_IN_DOUBT
+    )
+    _kind_check((*_KINDS, _NEW_KIND))
     op.drop_index("uq_orders_supplier_order_reference", table_name="orders", postgresql_where=_WHERE)
     op.create_index(
         "uq_orders_supplier_order_reference_line",
@@ -42,6 +67,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(f"DELETE FROM reconciliation_findings WHERE kind = '{_NEW_KIND}'")
+    _kind_check(_KINDS)
+    op.drop_index("ix_orders_supplier_call_in_doubt", table_name="orders", postgresql_where=_IN_DOUBT)
     # Fails, as it should, once two orders share a supplier order: the old schema cannot hold them.
     op.drop_index("uq_orders_supplier_order_reference_line", table_name="orders", postgresql_where=_WHERE)
     op.create_index(

@@ -30,7 +30,7 @@ from activities.orders import OrderActivities
 from tests.support.esimgo import SIM_API_KEY, SimHandle
 from ttelgo.db import create_engine, session_factory
 from ttelgo.esimgo.types import PurchaseLine
-from ttelgo.models import Channel, Order, OrderKind, OrderStatus, User
+from ttelgo.models import Channel, FindingKind, Order, OrderKind, OrderStatus, ReconciliationFinding, User
 
 FR, DE, EU = "esim_1GB_7D_FR_V2", "esim_1GB_7D_DE_V2", "esim_5GB_30D_EU_V3"
 SETTLED = timedelta(0)  # a call in doubt may be looked for at once
@@ -352,3 +352,51 @@ async def test_a_line_bought_for_an_order_that_gave_up_meanwhile_goes_back_at_on
         await placed.aclose()
     assert world.bundle_states(bought.lines[0].esims[0].iccid) == {FR: ["revoked"]}
     assert world.bundle_states(outcomes[1].ref.esims[0].iccid) == {DE: ["queued"]}
+
+
+async def test_a_neighbour_adopting_the_call_returns_the_line_of_an_order_that_gave_up(world: World) -> None:
+    """A call in doubt, one of whose orders gave up (money back) before the call was found: the order that
+    adopts the call records every line as bought, and returns the given-up order's line at once."""
+    gave_up, waiting = await world.order(FR), await world.order(DE)
+    world.sim.faults(**LATE_COMMIT)
+    with pytest.raises(ApplicationError):
+        await world.batch(_batch(gave_up, waiting), world.supplier(timeout_s=1))
+    await world.until_transactions(1)
+    world.sim.faults()
+    await _stop_buying(world, gave_up)
+    supplier = world.supplier()
+    try:
+        ref = await ActivityEnvironment().run(supplier.place_order, waiting)
+    finally:
+        await supplier.esimgo.aclose()
+
+    assert world.posts() == 1 and ref.line == 1
+    returned, kept = await world.rows([gave_up, waiting])
+    assert returned.supplier_order_reference == kept.supplier_order_reference == ref.reference
+    placed = world.sim.client()
+    try:
+        bought = await placed.get_order(ref.reference)
+    finally:
+        await placed.aclose()
+    assert world.bundle_states(bought.lines[0].esims[0].iccid) == {FR: ["revoked"]}
+    assert world.bundle_states(ref.esims[0].iccid) == {DE: ["queued"]}
+
+
+async def test_a_line_esim_go_will_not_take_back_is_a_finding_not_a_failed_call(world: World) -> None:
+    gave_up, waiting = await world.order(FR), await world.order(DE)
+    world.sim.faults(**{"POST /orders": {"latency_ms": 1500}})
+    call = asyncio.create_task(world.batch(_batch(gave_up, waiting)))
+    async with asyncio.timeout(10):
+        while (await world.rows([gave_up]))[0].supplier_call_sent_at is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await _stop_buying(world, gave_up)
+    world.sim.faults(**{"DELETE /esims/{iccid}/bundles/{name}": {"error_rate": 1.0, "error_status": 400}})
+
+    outcomes = await call
+
+    assert outcomes[0].code == ORDER_NOT_BUYING and outcomes[1].ref is not None  # the neighbour is served
+    async with world.sessions() as session:
+        finding = await session.scalar(
+            select(ReconciliationFinding).where(ReconciliationFinding.order_id == gave_up.order_id)
+        )
+    assert finding is not None and finding.kind is FindingKind.BOUGHT_LINE_NOT_RETURNED

@@ -144,6 +144,12 @@ class Order(Timestamps, SoftDelete, Base):
             unique=True,
             postgresql_where=text("supplier_order_reference IS NOT NULL"),
         ),
+        # A call in doubt is read by its id (its composition).
+        Index(
+            "ix_orders_supplier_call_in_doubt",
+            "supplier_batch_id",
+            postgresql_where=text("supplier_call_sent_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -34,6 +34,8 @@ class FindingKind(StrEnum):
     ORDER_STUCK = "ORDER_STUCK"  # not terminal (or NEEDS_ATTENTION), and its workflow is closed or missing
     # a refunded top-up whose bundle stays on the eSIM: eSIM Go would have revoked another order's
     TOPUP_BUNDLE_NOT_REVOKED = "TOPUP_BUNDLE_NOT_REVOKED"
+    # an order gave up while a call bought its line, and eSIM Go did not take the line back: revoke it
+    BOUGHT_LINE_NOT_RETURNED = "BOUGHT_LINE_NOT_RETURNED"
 
 
 class FindingAction(StrEnum):
