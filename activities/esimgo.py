@@ -206,11 +206,9 @@ class SupplierActivities:
         row in doubt in another call (that order then buys alone)."""
         now = datetime.now(UTC)
         rows = await self._lock(order_ids, now)
-        outcomes = await self._bought([r for r in rows if r.reference])
-        for row in rows:
-            if row.closed:  # its money is given back: what it holds is returned, nothing more is bought
-                outcomes[row.order_id] = _not_buying(row.order_id)
-        await self._return_closed([r.order_id for r in rows if r.closed and r.reference])
+        closed = [r for r in rows if r.closed]  # its money is given back: nothing more is bought for it
+        outcomes = {r.order_id: _not_buying(r.order_id) for r in closed}
+        outcomes |= await self._bought([r for r in rows if r.reference and not r.closed])
         waiting = [r for r in rows if not r.reference and not r.closed]
         in_doubt = [r for r in waiting if r.sent_at and (call_id is None or r.call_id == call_id)]
         for row in waiting:
@@ -235,15 +233,19 @@ class SupplierActivities:
                 outcomes[row.order_id] = LineOutcome(
                     order_id=row.order_id, code=refused.type, reason=refused.message, final=True
                 )
-        references = {o.ref.reference for o in outcomes.values() if o.ref is not None}
-        for order_id in await self._closed_meanwhile(references):
-            if order_id in outcomes:
-                outcomes[order_id] = _not_buying(order_id)
+        held = {o.ref.reference for o in outcomes.values() if o.ref is not None}
+        for order_id in await self._return_lines_of_closed(
+            held | {r.reference for r in closed if r.reference}
+        ):
+            outcomes[order_id] = _not_buying(order_id)
         return [outcomes[i] for i in order_ids]
 
-    async def _closed_meanwhile(self, references: set[str]) -> list[uuid.UUID]:
-        """Orders that closed their row while a call bought for them (this attempt's, or a neighbour's
-        that adopted the whole call): their lines go back at once."""
+    async def _return_lines_of_closed(self, references: set[str]) -> list[uuid.UUID]:
+        """Orders holding a line of these supplier orders although they gave up (a call sent before the
+        order closed its row, answered after; or a neighbour's that adopted the whole call): their lines go
+        back to eSIM Go here, since the order's own release may have run already. A failure never fails the
+        neighbours' call: it becomes a finding for an operator (and is tried again whenever a call meets the
+        row)."""
         if not references:
             return []
         async with self.sessions() as session:
@@ -254,15 +256,7 @@ class SupplierActivities:
                     )
                 )
             )
-        await self._return_closed(closed)
-        return closed
-
-    async def _return_closed(self, order_ids: list[uuid.UUID]) -> None:
-        """Lines bought for orders that gave up meanwhile (a call sent before the order closed its row,
-        answered after): returned to eSIM Go here, since the order's own release may have run already.
-        A failure never fails the neighbours' call: it becomes a finding for an operator (and is tried
-        again whenever a call meets the row)."""
-        for order_id in order_ids:
+        for order_id in closed:
             try:
                 await self.release_order(order_id)
             except (SupplierError, ApplicationError) as exc:
@@ -276,6 +270,7 @@ class SupplierActivities:
                         order_id=order_id,
                         detail={"reason": str(exc)[:500]},
                     )
+        return closed
 
     async def _lock(self, order_ids: list[uuid.UUID], now: datetime) -> list[_Row]:
         """The rows as they are (locked in id order, so two calls over shared rows never deadlock)."""

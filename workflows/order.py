@@ -170,10 +170,7 @@ class OrderWorkflow:
                         "OPERATOR_GAVE_UP",
                         f"{reason}; given up by {decision.actor}: {decision.reason}",
                     )
-                if self._batched:  # no call may buy for it once its money is given back
-                    await workflow.execute_local_activity(STOP_BUYING, order.order_id, **LOCAL_STEP)
-                await self._give_money_back(code, reason)
-                await self._release_bought_bundles()
+                await self._compensate(code, reason)
                 return
         posted: PostedHold | None = None  # histories recorded before low-balance alerts hold None
         if order.channel is Channel.B2B:
@@ -223,6 +220,14 @@ class OrderWorkflow:
                 f"a {self._progress.status.value} order is not waiting for an operator",
                 type="ORDER_INVALID_STATE",
             )
+
+    async def _compensate(self, code: str, reason: str) -> None:
+        """No supplier call may buy for the order any more (a batch's could, late), its money goes back,
+        then what it bought goes back to eSIM Go."""
+        if self._batched:
+            await workflow.execute_local_activity(STOP_BUYING, self._order.order_id, **LOCAL_STEP)
+        await self._give_money_back(code, reason)
+        await self._release_bought_bundles()
 
     async def _give_money_back(self, code: str, reason: str) -> None:
         """Compensation: the wallet hold is voided, a card payment is refunded."""

@@ -104,6 +104,15 @@ class World:
         finally:
             await supplier.esimgo.aclose()
 
+    async def in_doubt_elsewhere(self, order: OrderInput) -> None:
+        """The order's row waits on the answer to another call (sent just now)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Order)
+                .where(Order.id == order.order_id)
+                .values(supplier_batch_id=uuid.uuid4(), supplier_call_sent_at=datetime.now(UTC))
+            )
+
     async def new_esim(self) -> str:
         """An eSIM of ours at the supplier (bought before the test's own calls)."""
         client = self.sim.client()
@@ -235,12 +244,7 @@ async def test_a_line_refused_alone_is_that_orders_answer_not_its_neighbours(wor
     """A batch whose only sent line is refused answers that line with the refusal; the order left out of the
     call (its row waits on another call) keeps its own answer and buys alone."""
     elsewhere, bad = await world.order(FR), await world.order("esim_NOPE_V2")
-    async with world.sessions() as session, session.begin():
-        await session.execute(
-            update(Order)
-            .where(Order.id == elsewhere.order_id)
-            .values(supplier_batch_id=uuid.uuid4(), supplier_call_sent_at=datetime.now(UTC))
-        )
+    await world.in_doubt_elsewhere(elsewhere)
 
     outcomes = await world.batch(_batch(elsewhere, bad))
 
@@ -251,12 +255,7 @@ async def test_a_line_refused_alone_is_that_orders_answer_not_its_neighbours(wor
 
 async def test_a_row_in_doubt_in_another_call_is_left_out_not_sent_again(world: World) -> None:
     elsewhere, fresh = await world.order(FR), await world.order(DE)
-    async with world.sessions() as session, session.begin():
-        await session.execute(
-            update(Order)
-            .where(Order.id == elsewhere.order_id)
-            .values(supplier_batch_id=uuid.uuid4(), supplier_call_sent_at=datetime.now(UTC))
-        )
+    await world.in_doubt_elsewhere(elsewhere)
 
     outcomes = await world.batch(_batch(elsewhere, fresh))
 
@@ -314,6 +313,20 @@ async def _stop_buying(world: World, order: OrderInput) -> None:
     await ActivityEnvironment().run(OrderActivities(world.sessions).stop_buying, order.order_id)
 
 
+async def _give_up_while_the_call_is_out(
+    world: World, gave_up: OrderInput, waiting: OrderInput
+) -> asyncio.Task[list[LineOutcome]]:
+    """A call for both, held at the simulator: `gave_up` closes its row after the call was marked and sent,
+    before it is answered. Returns the call, still running."""
+    world.sim.faults(**{"POST /orders": {"latency_ms": 1500}})
+    call = asyncio.create_task(world.batch(_batch(gave_up, waiting)))
+    async with asyncio.timeout(10):
+        while (await world.rows([gave_up]))[0].supplier_call_sent_at is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await _stop_buying(world, gave_up)
+    return call
+
+
 async def test_an_order_that_gave_up_is_never_bought_by_a_late_call(world: World) -> None:
     """A request still queued at the batcher when its order gave up (and got its money back) buys
     nothing; its neighbour in the call is bought."""
@@ -333,12 +346,7 @@ async def test_a_line_bought_for_an_order_that_gave_up_meanwhile_goes_back_at_on
     """The call was sent before the order closed its row, and answered after: its line is returned to eSIM
     Go by the call itself (the order's own release may have run already), the neighbour keeps its eSIM."""
     gave_up, waiting = await world.order(FR), await world.order(DE)
-    world.sim.faults(**{"POST /orders": {"latency_ms": 1500}})
-    call = asyncio.create_task(world.batch(_batch(gave_up, waiting)))
-    async with asyncio.timeout(10):
-        while (await world.rows([gave_up]))[0].supplier_call_sent_at is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-    await _stop_buying(world, gave_up)
+    call = await _give_up_while_the_call_is_out(world, gave_up, waiting)
 
     outcomes = await call
 
@@ -384,12 +392,7 @@ async def test_a_neighbour_adopting_the_call_returns_the_line_of_an_order_that_g
 
 async def test_a_line_esim_go_will_not_take_back_is_a_finding_not_a_failed_call(world: World) -> None:
     gave_up, waiting = await world.order(FR), await world.order(DE)
-    world.sim.faults(**{"POST /orders": {"latency_ms": 1500}})
-    call = asyncio.create_task(world.batch(_batch(gave_up, waiting)))
-    async with asyncio.timeout(10):
-        while (await world.rows([gave_up]))[0].supplier_call_sent_at is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-    await _stop_buying(world, gave_up)
+    call = await _give_up_while_the_call_is_out(world, gave_up, waiting)
     world.sim.faults(**{"DELETE /esims/{iccid}/bundles/{name}": {"error_rate": 1.0, "error_status": 400}})
 
     outcomes = await call
